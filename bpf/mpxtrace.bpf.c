@@ -1,0 +1,522 @@
+/* mpxtrace kernel program (BCC C): follow every VMA whose vm_flags carry TRACK_MASK.
+ *
+ * Built by mpxtrace/program.py, which probes the running kernel and passes:
+ *   TRACK_MASK            the vm_flags bits to follow (filtered here, in the kernel)
+ *   USE_RINGBUF           BPF ring buffer, else perf buffer
+ *   PID_FILTER            only processes in `pids` (and address spaces they own)
+ *   TRACER_TGID           our own pid: our ring-buffer mmaps are not the user's memory
+ *   HOOK_x / FENTRY_x     which hooks exist on this kernel, and which attach by fentry
+ *   NARGS_x, ARG_x_y      argument count and positions, read from BTF
+ *   OFF_x                 structure field offsets, read from BTF (or offsetof() with headers)
+ * so this file never compares kernel versions: it only uses what the probe found.
+ *
+ * Event meaning: see mpxtrace_event.h.  The per-thread frame stack tells a nested call
+ * why it runs: a VMA freed inside a merge is not unmapped memory; a merge inside
+ * mmap_region or copy_vma reports its result to that caller's single event.
+ */
+#include <uapi/linux/ptrace.h>
+#include "mpxtrace_event.h"
+
+#ifndef USE_BTF_OFFSETS
+#include <linux/mm_types.h>
+#include <linux/sched.h>
+#define OFF_VMA_START offsetof(struct vm_area_struct, vm_start)
+#define OFF_VMA_END offsetof(struct vm_area_struct, vm_end)
+#define OFF_VMA_MM offsetof(struct vm_area_struct, vm_mm)
+#define OFF_VMA_FLAGS offsetof(struct vm_area_struct, vm_flags)
+#define OFF_VMA_PGOFF offsetof(struct vm_area_struct, vm_pgoff)
+#define OFF_TASK_MM offsetof(struct task_struct, mm)
+#define OFF_TASK_PID offsetof(struct task_struct, pid)
+#define OFF_TASK_TGID offsetof(struct task_struct, tgid)
+#define OFF_TASK_COMM offsetof(struct task_struct, comm)
+#endif
+
+#define MAX_DEPTH 8 /* power of two: the index is masked for the verifier */
+
+/* A frame index the verifier can bound: the volatile round trip stops clang from dropping
+ * the mask when it can prove the range itself, which the verifier cannot follow. */
+static __always_inline u32 frame_index(u64 d)
+{
+	volatile u32 raw = (u32)d;
+	return raw & (MAX_DEPTH - 1);
+}
+#define PAGE_SHIFT_ 12
+
+enum frame_kind { FR_NONE = 0, FR_MMAP = 1, FR_MERGE = 2, FR_COPY = 3, FR_EXIT = 4 };
+
+struct frame {
+	u64 kind;
+	u64 mm;
+	u64 start;
+	u64 end;
+	u64 flags;
+	u64 aux;
+	u64 aux2;
+	u64 ext_start;
+	u64 ext_end;
+};
+
+struct thread_frames {
+	u64 depth;
+	struct frame f[MAX_DEPTH];
+};
+
+#ifdef USE_RINGBUF
+BPF_RINGBUF_OUTPUT(events, RINGBUF_PAGES);
+#else
+BPF_PERF_OUTPUT(events);
+#endif
+BPF_ARRAY(counters, u64, CNT_MAX);
+BPF_HASH(frames, u64, struct thread_frames, 16384);
+BPF_PERCPU_ARRAY(frame_init, struct thread_frames, 1);
+BPF_HASH(tracked, u64, u8, 65536); /* address spaces holding flagged memory */
+#ifdef PID_FILTER
+BPF_HASH(pids, u32, u8, 1024);
+#endif
+
+/* ---- reading kernel memory by BTF offset ------------------------------------------ */
+static __always_inline u64 read_u64(u64 base, u64 off)
+{
+	u64 v = 0;
+	bpf_probe_read(&v, sizeof(v), (void *)(base + off));
+	return v;
+}
+
+static __always_inline u32 read_u32(u64 base, u64 off)
+{
+	u32 v = 0;
+	bpf_probe_read(&v, sizeof(v), (void *)(base + off));
+	return v;
+}
+
+struct vma_view {
+	u64 mm, start, end, flags;
+};
+
+static __always_inline void read_vma(u64 vma, struct vma_view *v)
+{
+	v->mm = read_u64(vma, OFF_VMA_MM);
+	v->start = read_u64(vma, OFF_VMA_START);
+	v->end = read_u64(vma, OFF_VMA_END);
+	/* vm_flags_t, or the first word of the vma_flags_t bitmap that replaces it */
+	v->flags = read_u64(vma, OFF_VMA_FLAGS);
+}
+
+static __always_inline u64 current_mm(void)
+{
+	return read_u64((u64)bpf_get_current_task(), OFF_TASK_MM);
+}
+
+static __always_inline int is_err(u64 ret)
+{
+	return ret == 0 || ret >= (u64)-4095;
+}
+
+static __always_inline int is_tracked(u64 mm)
+{
+	return tracked.lookup(&mm) != 0;
+}
+
+/* ---- the event stream -------------------------------------------------------------- */
+static __always_inline void emit(void *ctx, u32 kind, u64 mm, u64 start, u64 end, u64 flags,
+				 u64 ext_start, u64 ext_end, u64 aux, u64 aux2)
+{
+	u64 id = bpf_get_current_pid_tgid();
+	u32 tgid = id >> 32;
+	u64 cur_mm = current_mm();
+	if (tgid == TRACER_TGID && cur_mm == mm)
+		return;
+#ifdef PID_FILTER
+	if (!pids.lookup(&tgid) && !is_tracked(mm) && kind != EV_TASK)
+		return;
+#endif
+	struct mpxtrace_event e = {};
+	e.ts_ns = bpf_ktime_get_ns();
+	e.kind = kind;
+	e.mm = mm;
+	e.start = start;
+	e.end = end;
+	e.vm_flags = flags;
+	e.ext_start = ext_start;
+	e.ext_end = ext_end;
+	e.aux = aux;
+	e.aux2 = aux2;
+	e.tgid = tgid;
+	e.tid = (u32)id;
+	if (cur_mm == mm)
+		e.ctx |= EVCTX_OWNER;
+	bpf_get_current_comm(&e.comm, sizeof(e.comm));
+	if (kind != EV_TASK && kind != EV_MM_EXIT) {
+		u8 one = 1;
+		tracked.update(&mm, &one);
+	}
+#ifdef USE_RINGBUF
+	if (events.ringbuf_output(&e, sizeof(e), 0) != 0)
+		counters.increment(CNT_LOST_SUBMIT);
+	else
+		counters.increment(CNT_EMITTED);
+#else
+	/* perf buffer losses are reported to user space by its lost callback */
+	events.perf_submit(ctx, &e, sizeof(e));
+	counters.increment(CNT_EMITTED);
+#endif
+}
+
+/* ---- per-thread frames ---------------------------------------------------------------- */
+static __always_inline struct thread_frames *frames_of(u64 id, int create)
+{
+	struct thread_frames *st = frames.lookup(&id);
+	if (st || !create)
+		return st;
+	int zero = 0;
+	struct thread_frames *init = frame_init.lookup(&zero);
+	if (!init)
+		return 0;
+	frames.update(&id, init);
+	return frames.lookup(&id);
+}
+
+static __always_inline void push(u64 kind, u64 mm, u64 start, u64 end, u64 flags, u64 aux, u64 aux2)
+{
+	u64 id = bpf_get_current_pid_tgid();
+	struct thread_frames *st = frames_of(id, 1);
+	if (!st)
+		return;
+	u64 d = st->depth;
+	if (d >= MAX_DEPTH) {
+		counters.increment(CNT_FRAME_OVERFLOW);
+		return;
+	}
+	struct frame *f = &st->f[frame_index(d)];
+	f->kind = kind;
+	f->mm = mm;
+	f->start = start;
+	f->end = end;
+	f->flags = flags;
+	f->aux = aux;
+	f->aux2 = aux2;
+	f->ext_start = 0;
+	f->ext_end = 0;
+	st->depth = d + 1;
+}
+
+/* The innermost frame, if it is of `kind`: popped into *out.  Frames are pushed only for
+ * calls that matter, so a return whose entry pushed nothing finds another kind on top. */
+static __always_inline int pop(u64 kind, struct frame *out)
+{
+	u64 id = bpf_get_current_pid_tgid();
+	struct thread_frames *st = frames_of(id, 0);
+	if (!st)
+		return 0;
+	u64 d = st->depth;
+	if (d == 0 || d > MAX_DEPTH)
+		return 0;
+	struct frame *f = &st->f[frame_index(d - 1)];
+	if (f->kind != kind)
+		return 0;
+	__builtin_memcpy(out, f, sizeof(*out));
+	st->depth = d - 1;
+	if (d == 1)
+		frames.delete(&id);
+	return 1;
+}
+
+/* The innermost frame (peek), or 0 */
+static __always_inline struct frame *top(struct thread_frames *st)
+{
+	u64 d = st->depth;
+	if (d == 0 || d > MAX_DEPTH)
+		return 0;
+	return &st->f[frame_index(d - 1)];
+}
+
+/* ---- handlers -------------------------------------------------------------------------- */
+
+/* mmap_region(file, addr, len, vm_flags, pgoff[, uf]): vm_flags is final but for VM_ACCOUNT
+ * and VM_SOFTDIRTY, which never carry the tracked bits' meaning. */
+static __always_inline int on_mmap_enter(u64 addr, u64 len, u64 flags)
+{
+	if (!(flags & TRACK_MASK))
+		return 0;
+	push(FR_MMAP, current_mm(), addr, addr + len, flags, 0, 0);
+	return 0;
+}
+
+static __always_inline int on_mmap_exit(void *ctx, u64 ret)
+{
+	struct frame f = {};
+	if (!pop(FR_MMAP, &f) || is_err(ret))
+		return 0;
+	u64 len = f.end - f.start;
+	emit(ctx, EV_MAP, f.mm, ret, ret + len, f.flags, f.ext_start, f.ext_end, 0, 0);
+	return 0;
+}
+
+/* Called with the VMA a new mapping ended up in, merged or not (perf_event_mmap() at the end of
+ * mmap_region on every kernel): the only view of merges done by notrace code such as
+ * vma_expand() on 6.1. */
+static __always_inline int on_final_vma(u64 vma)
+{
+	u64 id = bpf_get_current_pid_tgid();
+	struct thread_frames *st = frames_of(id, 0);
+	if (!st)
+		return 0;
+	struct frame *f = top(st);
+	if (!f || f->kind != FR_MMAP)
+		return 0;
+	struct vma_view v = {};
+	read_vma(vma, &v);
+	if (v.mm == f->mm && v.start <= f->start && f->end <= v.end) {
+		f->ext_start = v.start;
+		f->ext_end = v.end;
+	}
+	return 0;
+}
+
+/* A merge attempt: [start, end) is about to carry `flags` (mprotect, mlock, madvise, mremap,
+ * brk, mmap).  Followed only when the flag is involved: set now, or the address space has it. */
+static __always_inline int on_merge_enter(u64 mm, u64 start, u64 end, u64 flags)
+{
+	if (!(flags & TRACK_MASK) && !is_tracked(mm))
+		return 0;
+	push(FR_MERGE, mm, start, end, flags, 0, 0);
+	return 0;
+}
+
+static __always_inline int on_merge_exit(void *ctx, u64 ret)
+{
+	struct frame f = {};
+	if (!pop(FR_MERGE, &f))
+		return 0;
+	u64 ext_start = 0, ext_end = 0;
+	if (!is_err(ret)) {
+		struct vma_view v = {};
+		read_vma(ret, &v);
+		if (v.start <= f.start && f.end <= v.end) {
+			ext_start = v.start;
+			ext_end = v.end;
+		}
+	}
+	/* Inside mmap_region or copy_vma the caller reports the result in its own event. */
+	u64 id = bpf_get_current_pid_tgid();
+	struct thread_frames *st = frames_of(id, 0);
+	struct frame *outer = st ? top(st) : 0;
+	if (outer && (outer->kind == FR_MMAP || outer->kind == FR_COPY)) {
+		if (ext_end) {
+			outer->ext_start = ext_start;
+			outer->ext_end = ext_end;
+		}
+		return 0;
+	}
+	emit(ctx, EV_FLAGS, f.mm, f.start, f.end, f.flags, ext_start, ext_end, 0, 0);
+	return 0;
+}
+
+#ifdef HOOK_VMG
+/* 6.12+: vma_merge_new_range(vmg) / vma_modify(vmg) take a struct vma_merge_struct, declared
+ * in mm/vma.h (not in the headers package): fields are read at BTF offsets. */
+static __always_inline int on_vmg_enter(u64 vmg)
+{
+	return on_merge_enter(read_u64(vmg, OFF_VMG_MM), read_u64(vmg, OFF_VMG_START), read_u64(vmg, OFF_VMG_END),
+			      read_u64(vmg, OFF_VMG_FLAGS));
+}
+#endif
+
+/* __split_vma(.., vma, addr, new_below): a boundary appears at addr. */
+static __always_inline int on_split(void *ctx, u64 vma, u64 addr)
+{
+	struct vma_view v = {};
+	read_vma(vma, &v);
+	if (!(v.flags & TRACK_MASK))
+		return 0;
+	emit(ctx, EV_SPLIT, v.mm, v.start, v.end, v.flags, 0, 0, addr, 0);
+	return 0;
+}
+
+/* copy_vma(&vma, addr, len, pgoff, ..): mremap moving a VMA to [addr, addr+len). */
+static __always_inline int on_copy_enter(u64 vmap, u64 addr, u64 len, u64 pgoff)
+{
+	u64 vma = 0;
+	bpf_probe_read(&vma, sizeof(vma), (void *)vmap);
+	struct vma_view v = {};
+	read_vma(vma, &v);
+	if (!(v.flags & TRACK_MASK))
+		return 0;
+	u64 vm_pgoff = read_u64(vma, OFF_VMA_PGOFF);
+	u64 old_start = v.start + ((pgoff - vm_pgoff) << PAGE_SHIFT_);
+	push(FR_COPY, v.mm, addr, addr + len, v.flags, old_start, v.end);
+	return 0;
+}
+
+static __always_inline int on_copy_exit(void *ctx, u64 ret)
+{
+	struct frame f = {};
+	if (!pop(FR_COPY, &f) || is_err(ret))
+		return 0;
+	u64 ext_start = f.ext_start, ext_end = f.ext_end;
+	if (!ext_end) {
+		struct vma_view v = {};
+		read_vma(ret, &v);
+		ext_start = v.start;
+		ext_end = v.end;
+	}
+	emit(ctx, EV_MOVE, f.mm, f.start, f.end, f.flags, ext_start, ext_end, f.aux, f.aux2);
+	return 0;
+}
+
+/* vm_area_free(vma): every VMA ends here.  Freed by a merge, its range lives on in a
+ * neighbour; freed otherwise (munmap, MAP_FIXED, mremap source, exit, exec) it is gone. */
+static __always_inline int on_free(void *ctx, u64 vma)
+{
+	struct vma_view v = {};
+	read_vma(vma, &v);
+	if (!(v.flags & TRACK_MASK) || v.end <= v.start)
+		return 0;
+	u64 id = bpf_get_current_pid_tgid();
+	struct thread_frames *st = frames_of(id, 0);
+	struct frame *f = st ? top(st) : 0;
+	if (f) {
+		if (f->kind == FR_MERGE || f->kind == FR_COPY)
+			return 0;
+		/* in mmap_region: inside the new range it is MAP_FIXED replacing memory; next to it, a merge */
+		if (f->kind == FR_MMAP && (v.end <= f->start || v.start >= f->end))
+			return 0;
+	}
+	emit(ctx, EV_UNMAP, v.mm, v.start, v.end, v.flags, 0, 0, 0, 0);
+	return 0;
+}
+
+static __always_inline int on_exit_mmap_enter(u64 mm)
+{
+	push(FR_EXIT, mm, 0, 0, 0, 0, 0);
+	return 0;
+}
+
+static __always_inline int on_exit_mmap_exit(void *ctx)
+{
+	struct frame f = {};
+	if (!pop(FR_EXIT, &f))
+		return 0;
+	if (!is_tracked(f.mm))
+		return 0;
+	emit(ctx, EV_MM_EXIT, f.mm, 0, 0, 0, 0, 0, 0, 0);
+	tracked.delete(&f.mm);
+	return 0;
+}
+
+/* fork: dup_mmap() hands every copied VMA to anon_vma_fork(child_vma, parent_vma). */
+static __always_inline int on_fork_vma(void *ctx, u64 vma, u64 pvma)
+{
+	struct vma_view v = {};
+	read_vma(vma, &v);
+	/* dup_mmap() clears VM_LOCKED|VM_LOCKONFAULT on the child's copy right after this call */
+	v.flags &= ~(0x2000ULL | 0x80000ULL);
+	if (!(v.flags & TRACK_MASK))
+		return 0;
+	emit(ctx, EV_FORK, v.mm, v.start, v.end, v.flags, 0, 0, read_u64(pvma, OFF_VMA_MM), 0);
+	return 0;
+}
+
+/* wake_up_new_task(p): names the process behind a forked address space we follow. */
+static __always_inline int on_new_task(void *ctx, u64 task)
+{
+	u64 mm = read_u64(task, OFF_TASK_MM);
+	if (!mm || !is_tracked(mm))
+		return 0;
+	u32 pid = read_u32(task, OFF_TASK_PID), tgid = read_u32(task, OFF_TASK_TGID);
+	if (pid != tgid)
+		return 0;
+	struct mpxtrace_event e = {};
+	e.ts_ns = bpf_ktime_get_ns();
+	e.kind = EV_TASK;
+	e.mm = mm;
+	e.tgid = tgid;
+	e.tid = pid;
+	bpf_probe_read(&e.comm, sizeof(e.comm), (void *)(task + OFF_TASK_COMM));
+#ifdef USE_RINGBUF
+	if (events.ringbuf_output(&e, sizeof(e), 0) != 0)
+		counters.increment(CNT_LOST_SUBMIT);
+	else
+		counters.increment(CNT_EMITTED);
+#else
+	events.perf_submit(ctx, &e, sizeof(e));
+	counters.increment(CNT_EMITTED);
+#endif
+	return 0;
+}
+
+/* ---- attachment: kprobe wrappers (always compiled; attached by name from Python) ------ */
+#define KARG_(n) PT_REGS_PARM##n(ctx)
+#define KARG(n) KARG_(n)
+
+int kp_mmap_region(struct pt_regs *ctx) { return on_mmap_enter(KARG(ARG_MMAP_ADDR), KARG(ARG_MMAP_LEN), KARG(ARG_MMAP_FLAGS)); }
+int kr_mmap_region(struct pt_regs *ctx) { return on_mmap_exit(ctx, PT_REGS_RC(ctx)); }
+int kp_final_vma(struct pt_regs *ctx) { return on_final_vma(KARG(ARG_FINAL_VMA)); }
+#ifdef HOOK_VMA_MERGE
+int kp_vma_merge(struct pt_regs *ctx) { return on_merge_enter(KARG(ARG_MERGE_MM), KARG(ARG_MERGE_START), KARG(ARG_MERGE_END), KARG(ARG_MERGE_FLAGS)); }
+#endif
+int kr_merge(struct pt_regs *ctx) { return on_merge_exit(ctx, PT_REGS_RC(ctx)); }
+#ifdef HOOK_VMG
+int kp_vmg(struct pt_regs *ctx) { return on_vmg_enter(KARG(1)); }
+#endif
+int kp_split(struct pt_regs *ctx) { return on_split(ctx, KARG(ARG_SPLIT_VMA), KARG(ARG_SPLIT_ADDR)); }
+int kp_copy_vma(struct pt_regs *ctx) { return on_copy_enter(KARG(ARG_COPY_VMAP), KARG(ARG_COPY_ADDR), KARG(ARG_COPY_LEN), KARG(ARG_COPY_PGOFF)); }
+int kr_copy_vma(struct pt_regs *ctx) { return on_copy_exit(ctx, PT_REGS_RC(ctx)); }
+int kp_free(struct pt_regs *ctx) { return on_free(ctx, KARG(1)); }
+int kp_exit_mmap(struct pt_regs *ctx) { return on_exit_mmap_enter(KARG(1)); }
+int kr_exit_mmap(struct pt_regs *ctx) { return on_exit_mmap_exit(ctx); }
+int kp_fork_vma(struct pt_regs *ctx) { return on_fork_vma(ctx, KARG(1), KARG(2)); }
+int kp_new_task(struct pt_regs *ctx) { return on_new_task(ctx, KARG(1)); }
+
+/* ---- attachment: fentry/fexit (compiled only for the functions chosen to use them) ------
+ * Arguments are declared u64 from BTF's count; fields are read at offsets, never through
+ * the declared types, so one wrapper fits every signature. */
+#define FA1 u64 a1
+#define FA2 FA1, u64 a2
+#define FA3 FA2, u64 a3
+#define FA4 FA3, u64 a4
+#define FA5 FA4, u64 a5
+#define FA6 FA5, u64 a6
+#define FARGS_(n) FA##n
+#define FARGS(n) FARGS_(n)
+#define FARG_(n) a##n
+#define FARG(n) FARG_(n)
+
+#ifdef FENTRY_mmap_region
+KFUNC_PROBE(mmap_region, FARGS(NARGS_mmap_region)) { return on_mmap_enter(FARG(ARG_MMAP_ADDR), FARG(ARG_MMAP_LEN), FARG(ARG_MMAP_FLAGS)); }
+KRETFUNC_PROBE(mmap_region, FARGS(NARGS_mmap_region), long ret) { return on_mmap_exit(ctx, (u64)ret); }
+#endif
+#ifdef FENTRY_perf_event_mmap
+KFUNC_PROBE(perf_event_mmap, FARGS(NARGS_perf_event_mmap)) { return on_final_vma(FARG(ARG_FINAL_VMA)); }
+#endif
+#ifdef FENTRY_vma_merge_new_range
+KFUNC_PROBE(vma_merge_new_range, FARGS(NARGS_vma_merge_new_range)) { return on_vmg_enter(a1); }
+KRETFUNC_PROBE(vma_merge_new_range, FARGS(NARGS_vma_merge_new_range), long ret) { return on_merge_exit(ctx, (u64)ret); }
+#endif
+#ifdef FENTRY_vma_modify
+KFUNC_PROBE(vma_modify, FARGS(NARGS_vma_modify)) { return on_vmg_enter(a1); }
+KRETFUNC_PROBE(vma_modify, FARGS(NARGS_vma_modify), long ret) { return on_merge_exit(ctx, (u64)ret); }
+#endif
+#ifdef FENTRY___split_vma
+KFUNC_PROBE(__split_vma, FARGS(NARGS___split_vma)) { return on_split(ctx, FARG(ARG_SPLIT_VMA), FARG(ARG_SPLIT_ADDR)); }
+#endif
+#ifdef FENTRY_split_vma
+KFUNC_PROBE(split_vma, FARGS(NARGS_split_vma)) { return on_split(ctx, FARG(ARG_SPLIT_VMA), FARG(ARG_SPLIT_ADDR)); }
+#endif
+#ifdef FENTRY_copy_vma
+KFUNC_PROBE(copy_vma, FARGS(NARGS_copy_vma)) { return on_copy_enter(FARG(ARG_COPY_VMAP), FARG(ARG_COPY_ADDR), FARG(ARG_COPY_LEN), FARG(ARG_COPY_PGOFF)); }
+KRETFUNC_PROBE(copy_vma, FARGS(NARGS_copy_vma), long ret) { return on_copy_exit(ctx, (u64)ret); }
+#endif
+#ifdef FENTRY_vm_area_free
+KFUNC_PROBE(vm_area_free, FARGS(NARGS_vm_area_free)) { return on_free(ctx, a1); }
+#endif
+#ifdef FENTRY_exit_mmap
+KFUNC_PROBE(exit_mmap, FARGS(NARGS_exit_mmap)) { return on_exit_mmap_enter(a1); }
+KRETFUNC_PROBE(exit_mmap, FARGS(NARGS_exit_mmap)) { return on_exit_mmap_exit(ctx); } /* void: no ret */
+#endif
+#ifdef FENTRY_anon_vma_fork
+KFUNC_PROBE(anon_vma_fork, FARGS(NARGS_anon_vma_fork)) { return on_fork_vma(ctx, a1, a2); }
+#endif
+#ifdef FENTRY_wake_up_new_task
+KFUNC_PROBE(wake_up_new_task, FARGS(NARGS_wake_up_new_task)) { return on_new_task(ctx, a1); }
+#endif

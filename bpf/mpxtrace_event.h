@@ -1,0 +1,55 @@
+/* Event layout shared by the kernel program (mpxtrace.bpf.c) and the front end
+ * (mpxtrace/events.py mirrors it with ctypes; tests/test_event_layout.py compiles this
+ * header and checks both agree).  Fixed-width fields only, so the layout does not depend
+ * on the compiler that builds either side. */
+#ifndef MPXTRACE_EVENT_H
+#define MPXTRACE_EVENT_H
+
+#ifndef __u64
+#include <linux/types.h>
+#endif
+
+#define MPXTRACE_COMM_LEN 16
+
+/* What happened.  Ranges are [start, end) in the address space of `mm`. */
+enum mpxtrace_kind {
+	EV_MAP = 1,    /* mmap_region created [start,end) with vm_flags; ext = VMA it ended in */
+	EV_FLAGS = 2,  /* [start,end) now carries vm_flags (mprotect/mlock/madvise...); ext if merged */
+	EV_SPLIT = 3,  /* the VMA [start,end) was split at aux */
+	EV_UNMAP = 4,  /* the VMA [start,end) was destroyed (munmap, MAP_FIXED, exit, exec) */
+	EV_MOVE = 5,   /* mremap: [aux, aux2) moved to start (the new VMA is [start,end)); ext = VMA at the target */
+	EV_FORK = 6,   /* fork: child `mm` inherited [start,end); aux = parent mm */
+	EV_TASK = 7,   /* `mm` belongs to process tgid/comm (a new child) */
+	EV_MM_EXIT = 8,/* exit_mmap(mm) finished: the address space is gone */
+};
+
+/* Bits of mpxtrace_event.ctx */
+#define EVCTX_OWNER 1  /* the current task runs in `mm` (tgid/comm describe its owner) */
+
+struct mpxtrace_event {
+	__u64 ts_ns;      /* bpf_ktime_get_ns(), CLOCK_MONOTONIC */
+	__u64 mm;         /* struct mm_struct *: the address-space identity */
+	__u64 start;
+	__u64 end;
+	__u64 vm_flags;
+	__u64 ext_start;  /* resulting VMA extent, 0/0 when unknown */
+	__u64 ext_end;
+	__u64 aux;
+	__u64 aux2;
+	__u32 tgid;
+	__u32 tid;
+	__u32 kind;       /* enum mpxtrace_kind */
+	__u32 ctx;        /* EVCTX_* */
+	char comm[MPXTRACE_COMM_LEN];
+};
+
+/* Indexes of the `counters` array map */
+enum mpxtrace_counter {
+	CNT_LOST_SUBMIT = 0,   /* ring buffer full: event dropped in the kernel */
+	CNT_FRAME_OVERFLOW = 1,/* nesting deeper than MPXTRACE_MAX_DEPTH */
+	CNT_FRAME_MISSING = 2, /* a return without its entry (attached mid-call, or map full) */
+	CNT_EMITTED = 3,
+	CNT_MAX = 4,
+};
+
+#endif /* MPXTRACE_EVENT_H */

@@ -1,0 +1,280 @@
+"""Command line: trace, report, scan, doctor, lab."""
+from __future__ import annotations
+
+import json
+import os
+import sys
+from pathlib import Path
+from typing import Any, Dict, List, Optional, Sequence, Tuple
+
+import click
+
+from . import render, smaps
+from .eventlog import LogError, read_log
+from .events import Record
+from .flags import FlagError, TrackedFlags, parse_mask, resolve_flags
+from .stats import Session
+
+FLAG_HELP = ("vm_flags bit to follow: mpx (default), a kernel name (VM_LOCKED, VM_NORESERVE, VM_SHADOW_STACK, "
+             "VM_HUGEPAGE, ...) or an smaps mnemonic (lo, nr, ss, hg, ...). Repeatable.")
+
+
+def _tracked(flag: Sequence[str], mask: Optional[str]) -> TrackedFlags:
+    try:
+        return resolve_flags(list(flag), parse_mask(mask) if mask else None)
+    except FlagError as err:
+        raise click.UsageError(str(err)) from None
+
+
+def _print_json(rec: Record) -> None:
+    sys.stdout.write(json.dumps(rec, separators=(",", ":")) + "\n")
+    sys.stdout.flush()
+
+
+@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+@click.version_option(package_name="mpxtrace")
+def main() -> None:
+    """Follow, live, every VMA whose vm_flags carry a flag (Intel MPX bounds tables by default),
+    from birth to death, and the memory it costs per process.
+
+    \b
+    Start with `mpxtrace doctor` to see what this machine allows.
+    """
+
+
+@main.command()
+@click.option("--flag", "flag", multiple=True, metavar="NAME", help=FLAG_HELP)
+@click.option("--mask", metavar="HEX", help="Raw vm_flags mask to follow, e.g. 0x2000.")
+@click.option("-p", "--pid", "pids", multiple=True, type=int, metavar="PID",
+              help="Only these processes (and children they fork). Repeatable.")
+@click.option("--log", "log", type=click.Path(dir_okay=False, path_type=Path),
+              help="Capture every event to this new file (mode 0600, never overwritten) for `mpxtrace report`.")
+@click.option("--json", "as_json", is_flag=True, help="NDJSON: one JSON object per line, a summary record last.")
+@click.option("--duration", type=float, metavar="SECONDS", help="Stop after this many seconds.")
+@click.option("--attach", type=click.Choice(["auto", "fentry", "kprobe"]), default="auto", show_default=True,
+              help="fentry/fexit where the kernel supports them, else kprobes.")
+@click.option("--buffer", type=click.Choice(["auto", "ring", "perf"]), default="auto", show_default=True,
+              help="BPF ring buffer where available, else perf buffer.")
+@click.option("--offsets", type=click.Choice(["auto", "btf", "headers"]), default="auto", hidden=True,
+              help="Where structure offsets come from (testing).")
+@click.option("--no-seed", is_flag=True, help="Do not count flagged VMAs that existed before tracing began.")
+@click.option("--ebpf", is_flag=True, hidden=True, help="Print the kernel program and its -D flags, then exit.")
+@click.argument("interval", type=float, required=False)
+@click.argument("count", type=int, required=False)
+def trace(flag: Tuple[str, ...], mask: Optional[str], pids: Tuple[int, ...], log: Optional[Path], as_json: bool,
+          duration: Optional[float], attach: str, buffer: str, offsets: str, no_seed: bool, ebpf: bool,
+          interval: Optional[float], count: Optional[int]) -> None:
+    """Trace live: a report every INTERVAL seconds (COUNT times), and a summary at exit (Ctrl-C).
+
+    \b
+    Examples:
+      mpxtrace trace                          # MPX bounds tables (kernels 3.19-5.5 with MPX)
+      mpxtrace trace --flag VM_LOCKED 5       # locked memory, a report every 5 s
+      mpxtrace trace --flag nr -p 1234 --log run.ndjson
+      mpxtrace trace --flag VM_SHADOW_STACK --json --duration 30
+      kill -USR1 <mpxtrace pid>               # print the live picture now
+    """
+    from .doctor import blocking_problems, kfunc_supported, ringbuf_supported, run_checks
+    from .kernel.features import mount_pseudo_filesystems, probe_kernel
+    from .kernel.hooks import PlanError
+    from .program import BccMissing
+    from .tracer import TraceOptions, Tracer
+
+    if interval is not None and interval <= 0:
+        raise click.UsageError("INTERVAL must be a positive number of seconds")
+    if count is not None and interval is None:
+        raise click.UsageError("COUNT needs an INTERVAL")
+    tracked = _tracked(flag, mask)
+    if os.geteuid() == 0:
+        mount_pseudo_filesystems()
+    features = probe_kernel()
+    problems = blocking_problems(run_checks(features))
+    if problems and not ebpf:
+        lines = [f"mpxtrace cannot trace on this machine ({features.release}):"]
+        lines += [f"  - {c.name}: {c.detail}" + (f"\n    fix: {c.fix}" if c.fix else "") for c in problems]
+        lines.append("Run the tracer in a throwaway VM instead: mpxtrace lab -- trace " + " ".join(sys.argv[2:]))
+        raise click.ClickException("\n".join(lines))
+    options = TraceOptions(tracked=tracked, pids=pids, attach=attach, buffer=buffer, offsets=offsets,
+                           interval=interval, count=count, duration=duration, log=log, seed=not no_seed)
+    if ebpf:
+        from .program import build_config, source_text
+        config = build_config(tracked, features, attach, buffer, pids, kfunc_supported(features),
+                              ringbuf_supported(features), offsets)
+        click.echo("// cflags: " + " ".join(config.cflags()))
+        click.echo(source_text())
+        return
+    state: Dict[str, Any] = {"last": {}}
+
+    def interval_report(session: Session, now: float) -> None:
+        procs = [s.to_json() for s in session.model.live_spaces()]
+        last: Dict[int, Dict[str, Any]] = state["last"]
+        rows = []
+        for p in procs:
+            before = last.get(id(p["mm"]) if p["mm"] is None else hash(p["mm"]), {})
+            rows.append(dict(p, allocations=int(p["allocations"]) - int(before.get("allocations", 0)),  # type: ignore[call-overload]
+                             frees=int(p["frees"]) - int(before.get("frees", 0))))  # type: ignore[call-overload]
+        state["last"] = {hash(p["mm"]): p for p in procs if p["mm"] is not None}
+        lost = session.lost_events - int(state.get("lost", 0))
+        state["lost"] = session.lost_events
+        if as_json:
+            _print_json({"type": "interval", "ts": session.last_ns, "lost_events": lost, "processes": rows})
+        else:
+            click.echo(f"\n{_clock()}  events {session.model.events}, lost {lost} this interval")
+            click.echo("\n".join(render.processes_text(rows)))
+
+    def snapshot(session: Session) -> None:
+        rec = {"type": "snapshot", "ts": session.last_ns, "lost_events": session.lost_events,
+               "processes": [s.to_json() for s in session.model.spaces]}
+        if as_json:
+            _print_json(rec)
+        else:
+            click.echo("\n".join(render.processes_text(rec["processes"])))  # type: ignore[arg-type]
+
+    def on_record(rec: Record, session: Session) -> None:
+        if rec["type"] == "lost":
+            msg = {"type": "lost_events", "source": rec["source"], "count": rec["count"]}
+            if as_json:
+                _print_json(msg)
+            else:
+                click.echo(f"lost {rec['count']} events ({rec['source']})", err=True)
+
+    tracer = Tracer(options, features, kfunc_supported(features), ringbuf_supported(features),
+                    on_record=on_record, on_interval=interval_report, on_snapshot=snapshot)
+    try:
+        tracer.start()
+    except (PlanError, BccMissing, LogError) as err:
+        raise click.ClickException(str(err)) from None
+    if not as_json:
+        attaches = ", ".join(f"{a.symbol}({a.mode})" for a in tracer._program.config.plan.attaches)  # type: ignore[union-attr]
+        click.echo(f"Tracing {tracked.describe()} on {features.release} [{tracer._program.config.buffer} buffer; "  # type: ignore[union-attr]
+                   f"{attaches}]. Ctrl-C to end.", err=True)
+    else:
+        _print_json({"type": "attached", "flags": tracked.to_json(), "kernel": features.release,
+                     "buffer": tracer._program.config.buffer,  # type: ignore[union-attr]
+                     "attach": [a.__dict__ for a in tracer._program.config.plan.attaches],  # type: ignore[union-attr]
+                     "missing": [h for h, _ in tracer._program.config.plan.missing]})  # type: ignore[union-attr]
+    session = tracer.run()
+    _print_summary(session.summary(), as_json)
+
+
+def _clock() -> str:
+    import time
+    return time.strftime("%H:%M:%S")
+
+
+def _print_summary(summary: Record, as_json: bool) -> None:
+    if as_json:
+        _print_json(summary)
+    else:
+        click.echo("\n" + render.summary_text(summary))
+
+
+@main.command()
+@click.argument("log", type=click.Path(dir_okay=False, path_type=Path))
+@click.option("--json", "as_json", is_flag=True, help="The summary as one JSON object.")
+def report(log: Path, as_json: bool) -> None:
+    """Rebuild the histograms and summary from a LOG captured with `trace --log`.
+
+    \b
+    Example:
+      mpxtrace trace --flag VM_LOCKED --log run.ndjson --duration 60
+      mpxtrace report run.ndjson
+    """
+    try:
+        header, records, warnings = read_log(log)
+        session = Session(header)
+        for rec in records:
+            session.apply(rec)
+    except LogError as err:
+        raise click.ClickException(str(err)) from None
+    for warning in warnings:
+        click.echo(f"warning: {warning}", err=True)
+    _print_summary(session.summary(), as_json)
+
+
+@main.command()
+@click.option("--flag", "flag", multiple=True, metavar="NAME", help=FLAG_HELP)
+@click.option("--mask", metavar="HEX", help="Raw vm_flags mask (mapped to smaps mnemonics).")
+@click.option("-p", "--pid", "pids", multiple=True, type=int, metavar="PID", help="Only these processes.")
+@click.option("--json", "as_json", is_flag=True, help="One JSON object.")
+def scan(flag: Tuple[str, ...], mask: Optional[str], pids: Tuple[int, ...], as_json: bool) -> None:
+    """The /proc/PID/smaps view, now: flagged VMAs per process.
+
+    \b
+    Examples:
+      mpxtrace scan                 # VMAs with `mp` in VmFlags (MPX bounds tables)
+      mpxtrace scan --flag lo -p 1  # locked memory of pid 1
+    """
+    if not flag and not mask:
+        from .flags import resolve_mpx
+        mpx = resolve_mpx()
+        tracked = TrackedFlags(mpx.value, ("VM_MPX",), ("mp",))
+        if not mpx.available:
+            click.echo(f"note: {mpx.evidence}; smaps shows no `mp` VMAs on this kernel (use --flag)", err=True)
+    else:
+        tracked = _tracked(flag, mask)
+    if not tracked.mnemonics:
+        raise click.UsageError(f"--mask {tracked.mask:#x} has no smaps mnemonic known to mpxtrace: use --flag")
+    procs = smaps.scan(tracked.mnemonics, pids or None)
+    if as_json:
+        _print_json({"type": "scan", "flags": tracked.to_json(), "processes": [p.to_json() for p in procs],
+                     "live_bytes": sum(p.live_bytes for p in procs)})
+        return
+    click.echo(f"{'PID':>7} {'COMM':<16} {'SIZE':>9} {'RSS':>9} {'VMAS':>5}")
+    for p in procs:
+        click.echo(f"{p.pid:>7} {p.comm[:16]:<16} {render.human_bytes(p.live_bytes):>9} "
+                   f"{render.human_bytes(p.rss_bytes):>9} {len(p.vmas):>5}")
+    click.echo(f"total {render.human_bytes(sum(p.live_bytes for p in procs))} in "
+               f"{sum(len(p.vmas) for p in procs)} VMAs carrying {tracked.describe()}")
+
+
+@main.command()
+@click.option("--json", "as_json", is_flag=True, help="One JSON object.")
+def doctor(as_json: bool) -> None:
+    """What this machine allows: kernel, MPX, kprobes, fentry, BTF, buffers, lockdown, headers, hooks."""
+    from .doctor import blocking_problems, run_checks
+    from .kernel.features import mount_pseudo_filesystems, probe_kernel
+    if os.geteuid() == 0:
+        mount_pseudo_filesystems()
+    checks = run_checks(probe_kernel())
+    problems = blocking_problems(checks)
+    if as_json:
+        _print_json({"type": "doctor", "can_trace": not problems, "checks": [c.to_json() for c in checks]})
+    else:
+        for c in checks:
+            mark = {True: "ok  ", False: "FAIL", None: "    "}[c.ok]
+            click.echo(f"[{mark}] {c.name:<16} {c.detail}")
+            if c.fix and c.ok is False:
+                click.echo(f"       fix: {c.fix}")
+        click.echo("\n" + ("This machine can trace." if not problems else
+                           "This machine cannot trace: fix the FAIL lines above, or use `mpxtrace lab` to trace in a VM."))
+    sys.exit(0 if not problems else 1)
+
+
+@main.command(context_settings={"ignore_unknown_options": True})
+@click.option("--kernel", default="6.1", show_default=True, metavar="5.10|6.1|6.12|7.2",
+              help="Debian kernel to boot under QEMU.")
+@click.option("--workload/--no-workload", default=True, show_default=True,
+              help="Run the demo workload beside the tracer.")
+@click.option("--timeout", type=float, default=900, show_default=True, help="Hard limit for the VM, seconds.")
+@click.argument("args", nargs=-1, type=click.UNPROCESSED)
+def lab(kernel: str, workload: bool, timeout: float, args: Tuple[str, ...]) -> None:
+    """Run mpxtrace in a throwaway VM booted on a real Debian kernel, with a demo workload.
+
+    For hosts that cannot trace themselves (lockdown, no kprobes). Arguments after `--` are
+    mpxtrace arguments run inside the VM (default: `trace --flag VM_NORESERVE 1`).
+
+    \b
+    Examples:
+      mpxtrace lab -- trace --flag VM_NORESERVE 1
+      mpxtrace lab --kernel 5.10 -- trace --flag VM_LOCKED --json
+      mpxtrace lab --kernel 6.12 -- doctor
+    """
+    from .lab.demo import run_demo
+    code = run_demo(kernel, list(args) or ["trace", "--flag", "VM_NORESERVE", "1"], workload=workload,
+                    timeout=timeout)
+    sys.exit(code)
+
+
+if __name__ == "__main__":  # pragma: no cover
+    main()

@@ -1,0 +1,122 @@
+"""What the running kernel offers a tracer: symbols, ftrace, kprobes, BTF, buffers, lockdown.
+
+Each probe reads the kernel's own interfaces (kallsyms, tracefs, securityfs, sysfs) and
+reports what it saw; nothing here compares version numbers.
+"""
+from __future__ import annotations
+
+import os
+import platform
+from dataclasses import dataclass, field
+from functools import lru_cache
+from pathlib import Path
+from typing import FrozenSet, Optional
+
+from .btf import Btf, load_vmlinux_btf
+
+__all__ = ["KernelFeatures", "probe_kernel", "mount_pseudo_filesystems"]
+
+TRACEFS_DIRS = (Path("/sys/kernel/tracing"), Path("/sys/kernel/debug/tracing"))
+
+
+def mount_pseudo_filesystems() -> None:
+    """Mount tracefs/debugfs/securityfs where they are missing, as bcc tools expect (root only)."""
+    for fstype, target in (("securityfs", "/sys/kernel/security"), ("debugfs", "/sys/kernel/debug"),
+                           ("tracefs", "/sys/kernel/tracing")):
+        if os.path.isdir(target) and not os.listdir(target):
+            os.system(f"mount -t {fstype} {fstype} {target} >/dev/null 2>&1")
+
+
+def _read(path: Path) -> Optional[str]:
+    try:
+        return path.read_text(errors="replace")
+    except OSError:
+        return None
+
+
+@dataclass
+class KernelFeatures:
+    release: str
+    kallsyms: FrozenSet[str]
+    kallsyms_readable: bool
+    ftrace_functions: Optional[FrozenSet[str]]  # None when available_filter_functions is unreadable
+    kprobe_blacklist: FrozenSet[str]
+    kprobes_enabled: Optional[bool]  # /sys/kernel/debug/kprobes/enabled, None if unknown
+    kprobe_events: bool  # tracefs kprobe_events exists (CONFIG_KPROBE_EVENTS)
+    lockdown: Optional[str]
+    btf: Optional[Btf] = field(repr=False, default=None)
+    headers_dir: Optional[Path] = None
+
+    def has_symbol(self, name: str) -> bool:
+        return name in self.kallsyms
+
+    def can_kprobe(self, name: str) -> bool:
+        return self.kprobe_events and name in self.kallsyms and name not in self.kprobe_blacklist \
+            and self.lockdown not in ("confidentiality",)
+
+    def can_fentry(self, name: str) -> bool:
+        """Traceable by ftrace and its BTF signature fits a trampoline (<= 6 args, none by value)."""
+        if self.btf is None or self.ftrace_functions is None or name not in self.ftrace_functions:
+            return False
+        params = self.btf.func_params(name)
+        return params is not None and len(params) <= 6 and not any(p.by_value_aggregate for p in params)
+
+
+def _kallsyms() -> tuple[FrozenSet[str], bool]:
+    names = set()
+    readable = False
+    try:
+        with open("/proc/kallsyms") as fh:
+            for line in fh:
+                parts = line.split()
+                if len(parts) >= 3 and parts[1] in "tTwW":
+                    if parts[0].strip("0"):
+                        readable = True
+                    names.add(parts[2])
+    except OSError:
+        pass
+    return frozenset(names), readable
+
+
+def _ftrace_functions() -> Optional[FrozenSet[str]]:
+    for base in TRACEFS_DIRS:
+        text = _read(base / "available_filter_functions")
+        if text is not None:
+            return frozenset(line.split()[0] for line in text.splitlines() if line.strip())
+    return None
+
+
+def _blacklist() -> FrozenSet[str]:
+    text = _read(Path("/sys/kernel/debug/kprobes/blacklist")) or ""
+    return frozenset(line.split()[-1] for line in text.splitlines() if line.strip())
+
+
+def _lockdown() -> Optional[str]:
+    text = _read(Path("/sys/kernel/security/lockdown"))
+    if not text:
+        return None
+    for word in text.split():
+        if word.startswith("["):
+            return word.strip("[]")
+    return None
+
+
+@lru_cache(maxsize=1)
+def probe_kernel() -> KernelFeatures:
+    release = platform.release()
+    syms, readable = _kallsyms()
+    enabled_text = _read(Path("/sys/kernel/debug/kprobes/enabled"))
+    kprobe_events = any((base / "kprobe_events").exists() for base in TRACEFS_DIRS)
+    headers = Path(f"/lib/modules/{release}/build")
+    return KernelFeatures(
+        release=release,
+        kallsyms=syms,
+        kallsyms_readable=readable,
+        ftrace_functions=_ftrace_functions(),
+        kprobe_blacklist=_blacklist(),
+        kprobes_enabled=None if enabled_text is None else enabled_text.strip() == "1",
+        kprobe_events=kprobe_events,
+        lockdown=_lockdown(),
+        btf=load_vmlinux_btf(),
+        headers_dir=headers if (headers / "include").is_dir() else None,
+    )

@@ -1,0 +1,202 @@
+"""Which kernel functions the tracer hooks on this kernel, how, and with which arguments.
+
+Every hook lists the functions that have played its role across kernel generations, newest
+first where they coexist.  The plan takes those present in kallsyms, reads argument
+positions by name from BTF (falling back to the positions documented for the symbol), and
+chooses fentry or kprobe per function: fentry needs ftrace, BTF, <= 6 arguments and no
+struct passed by value (the lab measured vma_merge failing both ways on 5.10 and 6.1).
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Dict, List, Optional, Tuple
+
+from .features import KernelFeatures
+
+__all__ = ["HookSpec", "PlannedAttach", "HookPlan", "HOOKS", "plan_hooks", "PlanError", "struct_offsets"]
+
+
+class PlanError(Exception):
+    """The tracer cannot run on this kernel; the message says why and what to do."""
+
+
+@dataclass(frozen=True)
+class HookSpec:
+    key: str
+    symbols: Tuple[str, ...]
+    args: Dict[str, Tuple[str, int]]  # C define -> (BTF parameter name, documented position)
+    entry: Optional[str]  # kprobe program
+    exit: Optional[str]  # kretprobe program
+    role: str
+    required: bool = False
+    every_symbol: bool = False  # attach to all present symbols, not only the first
+    fentry_ok: bool = True
+    define: Optional[str] = None  # -D set when the hook is in use
+
+
+HOOKS: Tuple[HookSpec, ...] = (
+    HookSpec("mmap", ("mmap_region",),
+             {"ARG_MMAP_ADDR": ("addr", 2), "ARG_MMAP_LEN": ("len", 3), "ARG_MMAP_FLAGS": ("vm_flags", 4)},
+             "kp_mmap_region", "kr_mmap_region",
+             "new mappings: vm_flags is argument 4 on every kernel since 3.19", required=True),
+    HookSpec("final_vma", ("perf_event_mmap",), {"ARG_FINAL_VMA": ("vma", 1)}, "kp_final_vma", None,
+             "the VMA a new mapping ended up in after merging, even when notrace code merged it "
+             "(vma_expand on 6.1)"),
+    # vma_merge has 10-11 arguments: never fentry.  Argument positions: (mm, prev, addr, end,
+    # vm_flags, ...) up to 6.2; the vma-iterator conversion in 6.3 prepended vmi.
+    HookSpec("merge", ("vma_merge",),
+             {"ARG_MERGE_MM": ("mm", 1), "ARG_MERGE_START": ("addr", 3), "ARG_MERGE_END": ("end", 4),
+              "ARG_MERGE_FLAGS": ("vm_flags", 5)},
+             "kp_vma_merge", "kr_merge",
+             "merges and flag changes (mprotect, mlock, madvise, mremap) up to 6.11", fentry_ok=False,
+             define="HOOK_VMA_MERGE"),
+    # 6.12 split vma_merge into vma_merge_new_range / vma_merge_existing_range (static) behind
+    # vma_modify(), both taking a struct vma_merge_struct.
+    HookSpec("vmg", ("vma_merge_new_range", "vma_modify"), {}, "kp_vmg", "kr_merge",
+             "merges and flag changes from 6.12 (struct vma_merge_struct)", every_symbol=True, define="HOOK_VMG"),
+    HookSpec("split", ("__split_vma", "split_vma"), {"ARG_SPLIT_VMA": ("vma", 2), "ARG_SPLIT_ADDR": ("addr", 3)},
+             "kp_split", None, "VMA splits (partial munmap, mprotect, mlock of a part)", required=True),
+    HookSpec("copy", ("copy_vma",),
+             {"ARG_COPY_VMAP": ("vmap", 1), "ARG_COPY_ADDR": ("addr", 2), "ARG_COPY_LEN": ("len", 3),
+              "ARG_COPY_PGOFF": ("pgoff", 4)},
+             "kp_copy_vma", "kr_copy_vma", "mremap moving a VMA"),
+    HookSpec("free", ("vm_area_free",), {"ARG_FREE_VMA": ("vma", 1)}, "kp_free", None,
+             "every VMA's destruction: munmap, MAP_FIXED, mremap, exit, exec", required=True),
+    HookSpec("exit", ("exit_mmap",), {}, "kp_exit_mmap", "kr_exit_mmap", "address-space teardown (exit, exec)"),
+    HookSpec("fork", ("anon_vma_fork",), {}, "kp_fork_vma", None, "VMAs a child inherits at fork (dup_mmap)"),
+    HookSpec("new_task", ("wake_up_new_task",), {}, "kp_new_task", None, "the pid of a forked address space"),
+)
+
+
+@dataclass(frozen=True)
+class PlannedAttach:
+    hook: str
+    symbol: str
+    mode: str  # "fentry" | "kprobe"
+    nargs: Optional[int]
+
+
+@dataclass
+class HookPlan:
+    attaches: List[PlannedAttach] = field(default_factory=list)
+    defines: Dict[str, str] = field(default_factory=dict)
+    missing: List[Tuple[str, str]] = field(default_factory=list)  # (hook, why)
+
+    def uses(self, hook: str) -> bool:
+        return any(a.hook == hook for a in self.attaches)
+
+    def to_json(self) -> Dict[str, object]:
+        return {"attach": [a.__dict__ for a in self.attaches],
+                "missing": [{"hook": h, "why": w} for h, w in self.missing]}
+
+
+STRUCT_FIELDS: Dict[str, Tuple[str, Tuple[str, ...]]] = {
+    "OFF_VMA_START": ("vm_area_struct", ("vm_start",)),
+    "OFF_VMA_END": ("vm_area_struct", ("vm_end",)),
+    "OFF_VMA_MM": ("vm_area_struct", ("vm_mm",)),
+    # vm_flags sits in an anonymous union from 6.3; newer kernels may only have vma_flags_t flags
+    "OFF_VMA_FLAGS": ("vm_area_struct", ("vm_flags", "flags")),
+    "OFF_VMA_PGOFF": ("vm_area_struct", ("vm_pgoff",)),
+    "OFF_TASK_MM": ("task_struct", ("mm",)),
+    "OFF_TASK_PID": ("task_struct", ("pid",)),
+    "OFF_TASK_TGID": ("task_struct", ("tgid",)),
+    "OFF_TASK_COMM": ("task_struct", ("comm",)),
+}
+# struct vma_merge_struct (mm/vma.h, 6.12+): "flags" until 6.17, renamed "vm_flags" later.
+VMG_FIELDS: Dict[str, Tuple[str, ...]] = {
+    "OFF_VMG_MM": ("mm",),
+    "OFF_VMG_START": ("start",),
+    "OFF_VMG_END": ("end",),
+    "OFF_VMG_FLAGS": ("vm_flags", "flags"),
+}
+
+
+def _offset(features: KernelFeatures, struct: str, names: Tuple[str, ...]) -> Optional[int]:
+    if features.btf is None:
+        return None
+    for name in names:
+        off = features.btf.field_offset(struct, name)
+        if off is not None:
+            return off
+    return None
+
+
+def struct_offsets(features: KernelFeatures) -> Optional[Dict[str, str]]:
+    """Field offsets from BTF (then the program needs no heavy kernel headers), or None."""
+    out = {}
+    for define, (struct, names) in STRUCT_FIELDS.items():
+        off = _offset(features, struct, names)
+        if off is None:
+            return None
+        out[define] = str(off)
+    return out
+
+
+def _vmg_offsets(features: KernelFeatures) -> Optional[Dict[str, str]]:
+    out = {}
+    for define, names in VMG_FIELDS.items():
+        off = _offset(features, "vma_merge_struct", names)
+        if off is None:
+            return None
+        out[define] = str(off)
+    return out
+
+
+def _arg_positions(spec: HookSpec, symbol: str, features: KernelFeatures) -> Dict[str, str]:
+    params = features.btf.func_params(symbol) if features.btf else None
+    names = [p.name for p in params] if params else []
+    out = {}
+    for define, (name, documented) in spec.args.items():
+        position = names.index(name) + 1 if name in names else documented
+        if spec.key == "merge" and name not in names and features.has_symbol("do_vmi_munmap"):
+            position = documented + 1  # 6.3+: vma_merge(vmi, mm, prev, addr, end, vm_flags, ...)
+        out[define] = str(position)
+    return out
+
+
+def plan_hooks(features: KernelFeatures, attach: str, kfunc_supported: bool) -> HookPlan:
+    """Choose symbols and modes.  `attach` is auto | fentry | kprobe."""
+    if attach == "fentry" and not kfunc_supported:
+        raise PlanError("--attach fentry: this kernel/BCC cannot attach fentry programs "
+                        "(needs BTF and BPF trampolines, 5.5+); use --attach kprobe or auto")
+    want_fentry = attach in ("fentry", "auto") and kfunc_supported
+    plan = HookPlan()
+    for spec in HOOKS:
+        present = [s for s in spec.symbols if features.has_symbol(s)]
+        if spec.key == "vmg":
+            offs = _vmg_offsets(features) if present else None
+            if present and offs is None:
+                plan.missing.append((spec.key, "struct vma_merge_struct not found in BTF"))
+                continue
+            if offs:
+                plan.defines.update(offs)
+        if not present:
+            if spec.required:
+                raise PlanError(f"none of {', '.join(spec.symbols)} is in /proc/kallsyms: cannot follow "
+                                f"{spec.role}. Run `mpxtrace doctor` for details.")
+            plan.missing.append((spec.key, f"no {' / '.join(spec.symbols)} on this kernel"))
+            continue
+        chosen = present if spec.every_symbol else present[:1]
+        for symbol in chosen:
+            positions = _arg_positions(spec, symbol, features)
+            params = features.btf.func_params(symbol) if features.btf else None
+            if want_fentry and spec.fentry_ok and features.can_fentry(symbol):
+                plan.attaches.append(PlannedAttach(spec.key, symbol, "fentry", len(params or [])))
+                plan.defines[f"FENTRY_{symbol}"] = "1"
+                plan.defines[f"NARGS_{symbol}"] = str(len(params or []))
+            elif features.can_kprobe(symbol):
+                plan.attaches.append(PlannedAttach(spec.key, symbol, "kprobe", len(params) if params else None))
+            else:
+                why = f"{symbol} cannot be probed (kprobe blacklist, lockdown or no kprobe support)"
+                if spec.required:
+                    raise PlanError(why)
+                plan.missing.append((spec.key, why))
+                continue
+            plan.defines.update(positions)
+        if spec.define and plan.uses(spec.key):
+            plan.defines[spec.define] = "1"
+    # the kprobe wrappers are always compiled: give every argument macro a value
+    for spec in HOOKS:
+        for define, (_, documented) in spec.args.items():
+            plan.defines.setdefault(define, str(documented))
+    return plan

@@ -1,0 +1,281 @@
+"""The live picture: which address ranges carry the tracked flag, per address space.
+
+An address space is keyed by its ``struct mm_struct`` pointer (threads share one; fork makes
+a new one; exec replaces it), so pid reuse and exec never mix two processes' memory.
+Each keeps its flagged VMAs (boundaries included, so ``live_vmas`` matches smaps) and which
+allocation every flagged byte came from (so frees can be matched to births for lifetimes).
+
+Records come from ``events.decode_raw`` (kernel events) or from smaps seeds; their meaning
+is documented in ``bpf/mpxtrace_event.h``.  The model is pure: feeding the same records
+gives the same state, which is what makes a replayed log identical to the live run.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Dict, Iterable, List, Optional, Protocol, Tuple
+
+from .events import Record
+from .rangemap import RangeMap
+
+__all__ = ["Allocation", "AddressSpace", "Model", "Observer", "Anomaly"]
+
+
+@dataclass
+class Allocation:
+    ident: int
+    size: int
+    born_ns: Optional[int]  # None for memory that existed before tracing began
+    origin: str  # mmap | flag_set | fork | absorbed | seed | moved_in
+    remaining: int
+
+
+@dataclass(frozen=True)
+class Anomaly:
+    ts: int
+    mm: int
+    pid: int
+    start: int
+    end: int
+    what: str
+
+    def to_json(self) -> Dict[str, object]:
+        return {"ts": self.ts, "mm": f"{self.mm:#x}", "pid": self.pid, "start": f"{self.start:#x}",
+                "end": f"{self.end:#x}", "what": self.what}
+
+
+class Observer(Protocol):
+    def on_allocation(self, space: "AddressSpace", alloc: Allocation, ts: int) -> None: ...
+    def on_release(self, space: "AddressSpace", alloc: Allocation, nbytes: int, ts: int) -> None: ...
+    def on_merge(self, space: "AddressSpace", joined: int, ts: int) -> None: ...
+
+
+class _NullObserver:
+    def on_allocation(self, space: "AddressSpace", alloc: Allocation, ts: int) -> None:
+        pass
+
+    def on_release(self, space: "AddressSpace", alloc: Allocation, nbytes: int, ts: int) -> None:
+        pass
+
+    def on_merge(self, space: "AddressSpace", joined: int, ts: int) -> None:
+        pass
+
+
+@dataclass
+class AddressSpace:
+    mm: Optional[int]  # None while it is only an smaps seed not yet tied to a kernel mm
+    pid: int
+    comm: str
+    vmas: RangeMap[int] = field(default_factory=RangeMap)
+    pieces: RangeMap[int] = field(default_factory=RangeMap)
+    allocations: int = 0
+    allocated_bytes: int = 0
+    frees: int = 0
+    freed_bytes: int = 0
+    seeded_bytes: int = 0
+    merges: int = 0
+    splits: int = 0
+    moves: int = 0
+    exited: bool = False
+
+    @property
+    def live_bytes(self) -> int:
+        return self.vmas.total()
+
+    @property
+    def live_vmas(self) -> int:
+        return len(self.vmas)
+
+    def to_json(self) -> Dict[str, object]:
+        return {
+            "pid": self.pid,
+            "comm": self.comm,
+            "mm": f"{self.mm:#x}" if self.mm is not None else None,
+            "live_bytes": self.live_bytes,
+            "live_vmas": self.live_vmas,
+            "allocations": self.allocations,
+            "frees": self.frees,
+            "allocated_bytes": self.allocated_bytes,
+            "freed_bytes": self.freed_bytes,
+            "seeded_bytes": self.seeded_bytes,
+            "merges": self.merges,
+            "splits": self.splits,
+            "moves": self.moves,
+            "exited": self.exited,
+        }
+
+
+class Model:
+    """Applies records to per-address-space state; ``mask`` decides what "flagged" means."""
+
+    def __init__(self, mask: int, observer: Optional[Observer] = None, self_pid: int = 0) -> None:
+        self.mask = mask
+        self.observer: Observer = observer or _NullObserver()
+        self.self_pid = self_pid
+        self.spaces: List[AddressSpace] = []  # every address space ever seen, in order
+        self._by_mm: Dict[int, AddressSpace] = {}
+        self._seeds: Dict[int, AddressSpace] = {}  # pid -> seeded space not yet tied to an mm
+        self._allocs: Dict[int, Allocation] = {}
+        self._next_alloc = 1
+        self.anomalies: List[Anomaly] = []
+        self.events = 0
+
+    # -- record entry point -------------------------------------------------------------
+    def apply(self, rec: Record) -> None:
+        kind = rec["type"]
+        if kind == "seed":
+            self._seed(rec)
+        elif kind == "event":
+            self.events += 1
+            self._event(rec)
+
+    def apply_all(self, records: Iterable[Record]) -> None:
+        for rec in records:
+            self.apply(rec)
+
+    def live_spaces(self) -> List[AddressSpace]:
+        return [s for s in self.spaces if not s.exited]
+
+    # -- seeds ------------------------------------------------------------------------------
+    def _seed(self, rec: Record) -> None:
+        pid = int(rec["pid"])
+        space = self._seeds.get(pid)
+        if space is None:
+            space = AddressSpace(None, pid, str(rec.get("comm", "")))
+            self._seeds[pid] = space
+            self.spaces.append(space)
+        start, end, flags = int(rec["start"]), int(rec["end"]), int(rec["flags"])
+        space.vmas.carve(start, end)
+        space.vmas.insert(start, end, flags)
+        alloc = self._new_alloc(space, end - start, None, "seed")
+        space.pieces.insert(start, end, alloc.ident)
+        space.seeded_bytes += end - start
+
+    # -- events -----------------------------------------------------------------------------
+    def _space_for(self, rec: Record) -> AddressSpace:
+        mm = int(rec["mm"])
+        space = self._by_mm.get(mm)
+        tgid = int(rec.get("tgid", 0))
+        kind = rec["kind"]
+        if space is None:
+            seeded = self._seeds.get(tgid) if kind not in ("fork", "task") and tgid != self.self_pid else None
+            if seeded is not None:
+                # First kernel event from a process seeded from smaps: that is its mm.
+                del self._seeds[tgid]
+                seeded.mm = mm
+                space = seeded
+            else:
+                space = AddressSpace(mm, tgid if rec.get("owner") else 0, str(rec.get("comm", "")) if rec.get("owner") else "")
+                self.spaces.append(space)
+            self._by_mm[mm] = space
+        if rec.get("owner") and kind not in ("fork",):
+            space.pid = tgid
+            space.comm = str(rec.get("comm", space.comm))
+        return space
+
+    def _event(self, rec: Record) -> None:
+        space = self._space_for(rec)
+        kind = rec["kind"]
+        ts = int(rec["ts"])
+        if kind == "task":
+            space.pid = int(rec["tgid"])
+            space.comm = str(rec.get("comm", space.comm))
+            return
+        if kind == "mm_exit":
+            self._release(space, 0, 1 << 64, ts)
+            space.exited = True
+            self._by_mm.pop(int(rec["mm"]), None)
+            return
+        start, end, flags = int(rec["start"]), int(rec["end"]), int(rec["flags"])
+        ext: Optional[Tuple[int, int]] = tuple(rec["ext"]) if "ext" in rec else None  # type: ignore[assignment]
+        if kind == "map":
+            self._release(space, start, end, ts)
+            self._add(space, start, end, flags, "mmap", ts)
+            if ext:
+                self._assert_vma(space, ext[0], ext[1], flags, ts, (start, end))
+        elif kind == "flags":
+            if flags & self.mask:
+                self._cover(space, start, end, flags, "flag_set", ts)
+                if ext:
+                    self._assert_vma(space, ext[0], ext[1], flags, ts, (start, end))
+            else:
+                self._release(space, start, end, ts)
+        elif kind == "split":
+            if space.vmas.split_at(int(rec["aux"])):
+                space.splits += 1
+        elif kind == "unmap":
+            self._release(space, start, end, ts)
+        elif kind == "move":
+            old = (int(rec["aux"]), int(rec["aux2"]))
+            self._move(space, old[0], old[1], start, end, flags, ts)
+            if ext:
+                # the source is still mapped until move_vma unmaps it: a target next to it may merge with it
+                self._assert_vma(space, ext[0], ext[1], flags, ts, (start, end), old)
+        elif kind == "fork":
+            self._add(space, start, end, flags, "fork", ts)
+
+    # -- transitions ----------------------------------------------------------------------------
+    def _new_alloc(self, space: AddressSpace, size: int, ts: Optional[int], origin: str) -> Allocation:
+        alloc = Allocation(self._next_alloc, size, ts, origin, size)
+        self._next_alloc += 1
+        self._allocs[alloc.ident] = alloc
+        if origin != "seed":
+            space.allocations += 1
+            space.allocated_bytes += size
+            self.observer.on_allocation(space, alloc, ts or 0)
+        return alloc
+
+    def _add(self, space: AddressSpace, start: int, end: int, flags: int, origin: str, ts: int) -> None:
+        """A new VMA [start, end) that is entirely new flagged memory."""
+        space.vmas.carve(start, end)
+        space.vmas.insert(start, end, flags)
+        for lo, hi in space.pieces.gaps(start, end):
+            alloc = self._new_alloc(space, hi - lo, ts, origin)
+            space.pieces.insert(lo, hi, alloc.ident)
+
+    def _cover(self, space: AddressSpace, start: int, end: int, flags: int, origin: str, ts: int) -> None:
+        """[start, end) is one VMA carrying `flags`; bytes not flagged before are born now."""
+        self._add(space, start, end, flags, origin, ts)
+
+    def _assert_vma(self, space: AddressSpace, start: int, end: int, flags: int, ts: int,
+                    *ops: Tuple[int, int]) -> None:
+        """The kernel says one VMA spans exactly [start, end) now (after a merge)."""
+        before = space.vmas.carve(start, end)
+        space.vmas.insert(start, end, flags)
+        if len(before) > 1:
+            space.merges += len(before) - 1
+            self.observer.on_merge(space, len(before) - 1, ts)
+        for lo, hi in space.pieces.gaps(start, end):
+            if not any(op[0] <= lo and hi <= op[1] for op in ops):
+                self.anomalies.append(Anomaly(
+                    ts, space.mm or 0, space.pid, lo, hi,
+                    "a VMA carrying the flag absorbed memory that did not carry it (merge across the flag)"))
+            alloc = self._new_alloc(space, hi - lo, ts, "absorbed")
+            space.pieces.insert(lo, hi, alloc.ident)
+
+    def _release(self, space: AddressSpace, start: int, end: int, ts: int) -> None:
+        space.vmas.carve(start, end)
+        for lo, hi, ident in space.pieces.carve(start, end):
+            alloc = self._allocs[ident]
+            nbytes = hi - lo
+            alloc.remaining -= nbytes
+            space.freed_bytes += nbytes
+            if alloc.remaining == 0:
+                space.frees += 1
+                del self._allocs[ident]
+            self.observer.on_release(space, alloc, nbytes, ts)
+
+    def _move(self, space: AddressSpace, old_start: int, old_end: int, start: int, end: int, flags: int,
+              ts: int) -> None:
+        """mremap: the bytes of [old_start, old_end) now live at `start`; a longer target grew."""
+        delta = start - old_start
+        old_end = min(old_end, old_start + (end - start))
+        space.vmas.carve(old_start, old_end)
+        moved = space.pieces.carve(old_start, old_end)
+        self._release(space, start, end, ts)  # whatever was at the target is gone
+        space.vmas.insert(start, end, flags)
+        for lo, hi, ident in moved:
+            space.pieces.insert(lo + delta, hi + delta, ident)
+        for lo, hi in space.pieces.gaps(start, end):
+            alloc = self._new_alloc(space, hi - lo, ts, "moved_in")
+            space.pieces.insert(lo, hi, alloc.ident)
+        space.moves += 1

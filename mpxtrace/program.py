@@ -1,0 +1,151 @@
+"""Compile the kernel program for this kernel and attach it (BCC).
+
+The C source lives in ``bpf/`` and is never edited by string replacement: everything that
+varies between kernels arrives as ``-D`` definitions computed by ``kernel.hooks``.
+"""
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Callable, Dict, List, Optional, Sequence
+
+from .flags import TrackedFlags
+from .kernel.features import KernelFeatures
+from .kernel.hooks import HookPlan, plan_hooks, struct_offsets
+
+__all__ = ["bpf_dir", "ProgramConfig", "LoadedProgram", "build_config", "load_program", "import_bcc", "BccMissing"]
+
+RINGBUF_PAGES = 256  # 1 MiB: ~9000 events of 112 bytes before the reader must catch up
+PERF_PAGES = 64  # per CPU
+
+
+class BccMissing(Exception):
+    pass
+
+
+def import_bcc() -> Any:
+    """Debian's BCC bindings (package python3-bpfcc), never PyPI's unrelated `bcc`."""
+    try:
+        import bcc  # type: ignore[import-not-found,import-untyped]
+    except ImportError:
+        raise BccMissing(
+            "the BCC Python bindings are not importable. Install Debian's python3-bpfcc "
+            "(`apt-get install python3-bpfcc`) and run mpxtrace from a Python that sees "
+            "/usr/lib/python3/dist-packages (scripts/setup makes such a venv). The PyPI package named "
+            "`bcc` is unrelated: uninstall it if present.") from None
+    if not hasattr(bcc, "BPF"):
+        raise BccMissing(f"`import bcc` found {getattr(bcc, '__file__', '?')}, which is not BCC "
+                         "(the PyPI package named `bcc` is unrelated): `pip uninstall bcc`, then install python3-bpfcc")
+    return bcc
+
+
+def bpf_dir() -> Path:
+    """bpf/ beside the package in a checkout, or mpxtrace/_bpf inside an installed wheel."""
+    here = Path(__file__).resolve().parent
+    for candidate in (here.parent / "bpf", here / "_bpf"):
+        if (candidate / "mpxtrace.bpf.c").is_file():
+            return candidate
+    raise FileNotFoundError("mpxtrace.bpf.c not found beside the package: reinstall mpxtrace")
+
+
+@dataclass
+class ProgramConfig:
+    tracked: TrackedFlags
+    plan: HookPlan
+    buffer: str  # "ring" | "perf"
+    pids: Sequence[int]
+    tracer_tgid: int
+    use_btf_offsets: bool
+    defines: Dict[str, str] = field(default_factory=dict)
+
+    def cflags(self) -> List[str]:
+        flags = [f"-I{bpf_dir()}", "-Wno-macro-redefined"]
+        for key, value in sorted(self.defines.items()):
+            flags.append(f"-D{key}={value}")
+        return flags
+
+
+def build_config(tracked: TrackedFlags, features: KernelFeatures, attach: str, buffer: str,
+                 pids: Sequence[int], kfunc_supported: bool, ringbuf_supported: bool,
+                 offsets: str = "auto") -> ProgramConfig:
+    plan = plan_hooks(features, attach, kfunc_supported)
+    if buffer == "auto":
+        buffer = "ring" if ringbuf_supported else "perf"
+    elif buffer == "ring" and not ringbuf_supported:
+        from .kernel.hooks import PlanError
+        raise PlanError("--buffer ring: this kernel has no BPF ring buffer (5.8+); use --buffer perf or auto")
+    btf_offsets = struct_offsets(features) if offsets in ("auto", "btf") else None
+    if offsets == "btf" and btf_offsets is None:
+        from .kernel.hooks import PlanError
+        raise PlanError("--offsets btf: this kernel has no usable BTF; use --offsets headers")
+    defines = dict(plan.defines)
+    defines["TRACK_MASK"] = f"{tracked.mask:#x}ULL"
+    defines["TRACER_TGID"] = str(os.getpid())
+    if buffer == "ring":
+        defines["USE_RINGBUF"] = "1"
+        defines["RINGBUF_PAGES"] = str(RINGBUF_PAGES)
+    if pids:
+        defines["PID_FILTER"] = "1"
+    if btf_offsets:
+        defines["USE_BTF_OFFSETS"] = "1"
+        defines.update(btf_offsets)
+    return ProgramConfig(tracked, plan, buffer, list(pids), os.getpid(), bool(btf_offsets), defines)
+
+
+@dataclass
+class LoadedProgram:
+    bpf: Any
+    config: ProgramConfig
+
+    def counters(self) -> List[int]:
+        table = self.bpf["counters"]
+        return [int(table[table.Key(i)].value) for i in range(len(table))]
+
+    def open_buffer(self, on_event: Callable[[Any], None], on_lost: Callable[[int], None]) -> None:
+        table = self.bpf["events"]
+        if self.config.buffer == "ring":
+            table.open_ring_buffer(lambda _ctx, data, _size: on_event(data))
+        else:
+            table.open_perf_buffer(lambda _cpu, data, _size: on_event(data), page_cnt=PERF_PAGES, lost_cb=on_lost)
+
+    def poll(self, timeout_ms: int) -> None:
+        if self.config.buffer == "ring":
+            self.bpf.ring_buffer_poll(timeout_ms)
+        else:
+            self.bpf.perf_buffer_poll(timeout=timeout_ms)
+
+    def close(self) -> None:
+        try:
+            self.bpf.cleanup()
+        except Exception:  # noqa: BLE001 - best effort at exit
+            pass
+
+
+def source_text() -> str:
+    return (bpf_dir() / "mpxtrace.bpf.c").read_text()
+
+
+def load_program(config: ProgramConfig) -> LoadedProgram:
+    """Compile, load and attach.  fentry programs attach themselves when BCC loads them."""
+    bcc = import_bcc()
+    bpf = bcc.BPF(text=source_text(), cflags=config.cflags())
+    from .kernel.hooks import HOOKS
+    specs = {s.key: s for s in HOOKS}
+    try:
+        for planned in config.plan.attaches:
+            if planned.mode != "kprobe":
+                continue
+            spec = specs[planned.hook]
+            if spec.entry:
+                bpf.attach_kprobe(event=planned.symbol, fn_name=spec.entry)
+            if spec.exit:
+                bpf.attach_kretprobe(event=planned.symbol, fn_name=spec.exit, maxactive=64)
+        if config.pids:
+            table = bpf["pids"]
+            for pid in config.pids:
+                table[table.Key(pid)] = table.Leaf(1)
+    except Exception:
+        bpf.cleanup()
+        raise
+    return LoadedProgram(bpf, config)

@@ -1,0 +1,115 @@
+"""``/proc/PID/smaps``: the kernel's own snapshot of what is mapped, with each VMA's flags.
+
+Used to seed the model with flagged VMAs that existed before tracing began, by ``scan``,
+and by the tests as the oracle the live model must agree with.
+"""
+from __future__ import annotations
+
+import os
+import re
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Dict, Iterable, List, Optional, Sequence
+
+__all__ = ["SmapsVma", "read_smaps", "flagged_vmas", "ProcessScan", "scan"]
+
+_HEADER = re.compile(r"^([0-9a-f]+)-([0-9a-f]+) (\S+) ([0-9a-f]+) \S+ \d+\s*(.*)$")
+
+
+@dataclass(frozen=True)
+class SmapsVma:
+    start: int
+    end: int
+    perms: str
+    offset: int
+    path: str
+    rss_kb: int
+    flags: frozenset[str]
+
+    @property
+    def size(self) -> int:
+        return self.end - self.start
+
+
+def parse_smaps(text: str) -> List[SmapsVma]:
+    vmas: List[SmapsVma] = []
+    cur: Optional[Dict[str, object]] = None
+
+    def finish() -> None:
+        if cur is not None:
+            vmas.append(SmapsVma(int(cur["start"]), int(cur["end"]), str(cur["perms"]), int(cur["offset"]),  # type: ignore[arg-type]
+                                 str(cur["path"]), int(cur.get("rss", 0)), frozenset(cur.get("flags", ()))))  # type: ignore[arg-type]
+
+    for line in text.splitlines():
+        m = _HEADER.match(line)
+        if m:
+            finish()
+            cur = {"start": int(m.group(1), 16), "end": int(m.group(2), 16), "perms": m.group(3),
+                   "offset": int(m.group(4), 16), "path": m.group(5)}
+        elif cur is not None and line.startswith("VmFlags:"):
+            cur["flags"] = line.split()[1:]
+        elif cur is not None and line.startswith("Rss:"):
+            cur["rss"] = int(line.split()[1])
+    finish()
+    return vmas
+
+
+def read_smaps(pid: int, proc: Path = Path("/proc")) -> List[SmapsVma]:
+    """The process's VMAs; [] if it has gone or is a kernel thread."""
+    try:
+        return parse_smaps((proc / str(pid) / "smaps").read_text(errors="replace"))
+    except (FileNotFoundError, ProcessLookupError):
+        return []
+
+
+def flagged_vmas(vmas: Iterable[SmapsVma], mnemonics: Sequence[str]) -> List[SmapsVma]:
+    wanted = set(mnemonics)
+    return [v for v in vmas if v.flags & wanted]
+
+
+@dataclass(frozen=True)
+class ProcessScan:
+    pid: int
+    comm: str
+    vmas: List[SmapsVma]
+
+    @property
+    def live_bytes(self) -> int:
+        return sum(v.size for v in self.vmas)
+
+    @property
+    def rss_bytes(self) -> int:
+        return sum(v.rss_kb for v in self.vmas) * 1024
+
+    def to_json(self) -> Dict[str, object]:
+        return {"pid": self.pid, "comm": self.comm, "live_bytes": self.live_bytes, "live_vmas": len(self.vmas),
+                "rss_bytes": self.rss_bytes,
+                "vmas": [{"start": f"{v.start:#x}", "end": f"{v.end:#x}", "size": v.size, "rss_kb": v.rss_kb,
+                          "perms": v.perms, "path": v.path, "flags": sorted(v.flags)} for v in self.vmas]}
+
+
+def all_pids(proc: Path = Path("/proc")) -> List[int]:
+    return sorted(int(name) for name in os.listdir(proc) if name.isdigit())
+
+
+def comm_of(pid: int, proc: Path = Path("/proc")) -> str:
+    try:
+        return (proc / str(pid) / "comm").read_text().strip()
+    except OSError:
+        return ""
+
+
+def scan(mnemonics: Sequence[str], pids: Optional[Sequence[int]] = None, proc: Path = Path("/proc"),
+         skip: Sequence[int] = ()) -> List[ProcessScan]:
+    """Every process (or `pids`) that has at least one VMA carrying one of `mnemonics`."""
+    out: List[ProcessScan] = []
+    for pid in pids if pids else all_pids(proc):
+        if pid in skip:
+            continue
+        try:
+            vmas = flagged_vmas(read_smaps(pid, proc), mnemonics)
+        except PermissionError:
+            continue
+        if vmas:
+            out.append(ProcessScan(pid, comm_of(pid, proc), vmas))
+    return out

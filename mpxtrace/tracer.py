@@ -1,0 +1,214 @@
+"""The live tracer: kernel program -> event stream -> ordered records -> session (+ log, output).
+
+Per-CPU perf buffers deliver events out of order across CPUs, so records are held back
+until they are older than the start of the poll that read them, then applied in timestamp
+order; the log stores them in that applied order, so a replay sees exactly what the live
+model saw.
+"""
+from __future__ import annotations
+
+import ctypes
+import os
+import signal
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from types import FrameType
+from typing import Any, Callable, Dict, List, Optional, Sequence
+
+from . import smaps
+from .eventlog import LOG_FORMAT, LOG_VERSION, LogWriter
+from .events import COUNTERS, RawEvent, Record, decode_raw
+from .flags import TrackedFlags
+from .kernel.features import KernelFeatures
+from .program import LoadedProgram, ProgramConfig, build_config, load_program
+from .stats import Session
+
+__all__ = ["TraceOptions", "Tracer", "make_header"]
+
+REORDER_MARGIN_NS = 5_000_000  # an event is written within this of its timestamp
+
+
+@dataclass
+class TraceOptions:
+    tracked: TrackedFlags
+    pids: Sequence[int] = ()
+    attach: str = "auto"
+    buffer: str = "auto"
+    offsets: str = "auto"
+    interval: Optional[float] = None
+    count: Optional[int] = None
+    duration: Optional[float] = None
+    log: Optional[Path] = None
+    seed: bool = True
+
+
+def make_header(options: TraceOptions, config: Optional[ProgramConfig], features: Optional[KernelFeatures],
+                start_ns: int) -> Record:
+    return {
+        "type": "header",
+        "format": LOG_FORMAT,
+        "version": LOG_VERSION,
+        "start_ns": start_ns,
+        "wall_start": time.time(),
+        "interval_ns": int((options.interval or 1.0) * 1e9),
+        "mask": options.tracked.mask,
+        "names": list(options.tracked.names),
+        "mnemonics": list(options.tracked.mnemonics),
+        "pids": list(options.pids),
+        "tracer_pid": os.getpid(),
+        "kernel": features.release if features else None,
+        "buffer": config.buffer if config else None,
+        "attach": [a.__dict__ for a in config.plan.attaches] if config else [],
+    }
+
+
+@dataclass
+class Tracer:
+    options: TraceOptions
+    features: KernelFeatures
+    kfunc_supported: bool
+    ringbuf_supported: bool
+    on_record: Callable[[Record, Session], None] = lambda rec, session: None
+    on_interval: Callable[[Session, float], None] = lambda session, now: None
+    on_snapshot: Callable[[Session], None] = lambda session: None
+    session: Optional[Session] = None
+    _pending: List[Record] = field(default_factory=list)
+    _program: Optional[LoadedProgram] = None
+    _log: Optional[LogWriter] = None
+    _counters: List[int] = field(default_factory=list)
+    _stop: bool = False
+    _snapshot_requested: bool = False
+
+    # -- setup ----------------------------------------------------------------------------------
+    def start(self) -> Session:
+        config = build_config(self.options.tracked, self.features, self.options.attach, self.options.buffer,
+                              self.options.pids, self.kfunc_supported, self.ringbuf_supported, self.options.offsets)
+        if self.options.log is not None:
+            self._log = LogWriter(self.options.log)  # fail before the slow compile
+        self._program = load_program(config)
+        self._program.open_buffer(self._on_raw, self._on_perf_lost)
+        self._counters = [0] * len(COUNTERS)
+        header = make_header(self.options, config, self.features, time.monotonic_ns())
+        self.session = Session(header)
+        self._emit(header, apply=False)
+        if self.options.seed:
+            self._seed()
+        return self.session
+
+    def _seed(self) -> None:
+        """Flagged VMAs that existed before tracing: tables allocated earlier still cost memory."""
+        now = time.monotonic_ns()
+        for proc in smaps.scan(self.options.tracked.mnemonics, self.options.pids or None, skip=(os.getpid(),)):
+            for vma in proc.vmas:
+                self._emit({"type": "seed", "ts": now, "pid": proc.pid, "comm": proc.comm, "start": vma.start,
+                            "end": vma.end, "flags": self.options.tracked.mask})
+
+    # -- the stream ---------------------------------------------------------------------------------
+    def _on_raw(self, data: Any) -> None:
+        raw = ctypes.cast(data, ctypes.POINTER(RawEvent)).contents
+        self._pending.append(decode_raw(raw))
+
+    def _on_perf_lost(self, count: int) -> None:
+        self._pending.append({"type": "lost", "ts": time.monotonic_ns(), "source": "perf_buffer", "count": int(count)})
+
+    def _emit(self, rec: Record, apply: bool = True) -> None:
+        if self._log is not None:
+            self._log.write(rec)
+        if apply and self.session is not None:
+            self.session.apply(rec)
+            self.on_record(rec, self.session)
+
+    def _read_counters(self, now: int) -> None:
+        assert self._program is not None
+        values = self._program.counters()
+        for index, name in enumerate(COUNTERS):
+            delta = values[index] - self._counters[index]
+            if delta > 0 and name == "lost_submit":
+                self._pending.append({"type": "lost", "ts": now, "source": "ring_buffer", "count": delta})
+            elif delta > 0 and name == "frame_overflow":
+                self._pending.append({"type": "lost", "ts": now, "source": "frame_overflow", "count": delta})
+        self._counters = values
+
+    def _drain(self, cutoff: Optional[int]) -> None:
+        """Apply pending records older than `cutoff` (all when None), in timestamp order."""
+        self._pending.sort(key=lambda r: int(r["ts"]))
+        if cutoff is None:
+            ready, self._pending = self._pending, []
+        else:
+            split = len(self._pending)
+            for i, rec in enumerate(self._pending):
+                if int(rec["ts"]) > cutoff:
+                    split = i
+                    break
+            ready, self._pending = self._pending[:split], self._pending[split:]
+        for rec in ready:
+            self._emit(rec)
+
+    def request_stop(self, *_: object) -> None:
+        self._stop = True
+
+    def request_snapshot(self, *_: object) -> None:
+        self._snapshot_requested = True
+
+    # -- main loop ------------------------------------------------------------------------------------
+    def run(self) -> Session:
+        assert self._program is not None and self.session is not None
+        started = time.monotonic()
+        interval = self.options.interval
+        next_tick = started + interval if interval else None
+        ticks = 0
+        old_int = signal.signal(signal.SIGINT, self._sigint)
+        old_term = signal.signal(signal.SIGTERM, self.request_stop)
+        old_usr1 = signal.signal(signal.SIGUSR1, self.request_snapshot)
+        try:
+            while not self._stop:
+                poll_start = time.monotonic_ns()
+                self._program.poll(100)
+                self._read_counters(poll_start)
+                self._drain(poll_start - REORDER_MARGIN_NS)
+                now = time.monotonic()
+                if self._snapshot_requested:
+                    self._snapshot_requested = False
+                    self._flush_all()
+                    self.on_snapshot(self.session)
+                if self.options.duration is not None and now - started >= self.options.duration:
+                    break
+                if next_tick is not None and now >= next_tick:
+                    ticks += 1
+                    self.on_interval(self.session, now)
+                    if self._log is not None:
+                        self._log.flush()
+                    next_tick += interval  # type: ignore[operator]
+                    if self.options.count is not None and ticks >= self.options.count:
+                        break
+        finally:
+            signal.signal(signal.SIGINT, old_int)
+            signal.signal(signal.SIGTERM, old_term)
+            signal.signal(signal.SIGUSR1, old_usr1)
+            self.finish()
+        return self.session
+
+    def _sigint(self, signum: int, frame: Optional[FrameType]) -> None:
+        self._stop = True
+
+    def _flush_all(self) -> None:
+        """Read everything the kernel has produced so far and apply it."""
+        assert self._program is not None
+        for _ in range(64):
+            before = len(self._pending)
+            self._program.poll(0)
+            if len(self._pending) == before:
+                break
+        self._read_counters(time.monotonic_ns())
+        self._drain(None)
+
+    def finish(self) -> None:
+        if self._program is None or self.session is None:
+            return
+        self._flush_all()
+        self._emit({"type": "end", "ts": time.monotonic_ns()})
+        self._program.close()
+        self._program = None
+        if self._log is not None:
+            self._log.close()

@@ -1,0 +1,31 @@
+"""Builders of kernel event records for model tests (the shape decode_raw produces)."""
+from __future__ import annotations
+
+from typing import Any, Dict, Optional, Tuple
+
+MASK = 0x2000  # VM_LOCKED
+OTHER = 0x1  # a flag that only makes neighbours unmergeable
+PAGE = 4096
+MM = 0xFFFF888000100000
+MM2 = 0xFFFF888000200000
+
+
+def ev(kind: str, ts: int, start: int = 0, end: int = 0, flags: int = MASK, *, mm: int = MM, tgid: int = 100,
+       owner: bool = True, comm: str = "work", ext: Optional[Tuple[int, int]] = None, aux: Optional[int] = None,
+       aux2: Optional[int] = None) -> Dict[str, Any]:
+    rec: Dict[str, Any] = {"type": "event", "kind": kind, "ts": ts, "mm": mm, "tgid": tgid, "tid": tgid,
+                           "owner": owner, "comm": comm}
+    if kind not in ("task", "mm_exit"):
+        rec.update(start=start, end=end, flags=flags)
+    if ext:
+        rec["ext"] = list(ext)
+    if aux is not None:
+        rec["aux"] = aux
+    if aux2 is not None:
+        rec["aux2"] = aux2
+    return rec
+
+
+def header(start_ns: int = 0, interval_ns: int = 1_000_000_000, mask: int = MASK) -> Dict[str, Any]:
+    return {"type": "header", "format": "mpxtrace-log", "version": 1, "start_ns": start_ns,
+            "interval_ns": interval_ns, "mask": mask, "names": ["VM_LOCKED"], "mnemonics": ["lo"], "tracer_pid": 1}

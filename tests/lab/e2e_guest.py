@@ -1,0 +1,166 @@
+"""Runs INSIDE a lab guest (the distribution's own Python 3.9+ and BCC): the live tracer
+against the workload, with /proc/PID/smaps as the oracle at every quiescent point.
+
+Prints one JSON document between markers; tests/lab/test_lab_e2e.py asserts on it.
+Plain Python (no pytest) so it runs on every guest as a user's machine would.
+"""
+from __future__ import annotations
+
+import json
+import os
+import queue
+import signal
+import subprocess
+import sys
+import threading
+import time
+from typing import Any, Dict, List, Optional, Tuple
+
+MARK = "=====MPXTRACE-E2E-JSON====="
+MNEMONIC = {"VM_NORESERVE": "nr", "VM_LOCKED": "lo"}
+
+
+class Lines:
+    """Lines of a child's stdout, readable with a timeout."""
+
+    def __init__(self, stream: Any) -> None:
+        self.q: "queue.Queue[Optional[str]]" = queue.Queue()
+        self.seen: List[str] = []
+        threading.Thread(target=self._pump, args=(stream,), daemon=True).start()
+
+    def _pump(self, stream: Any) -> None:
+        for line in stream:
+            self.q.put(line)
+        self.q.put(None)
+
+    def next_json(self, rtype: str, timeout: float) -> Dict[str, Any]:
+        deadline = time.monotonic() + timeout
+        while True:
+            left = deadline - time.monotonic()
+            if left <= 0:
+                raise TimeoutError(f"no {rtype!r} record within {timeout}s; saw {self.seen[-5:]}")
+            try:
+                line = self.q.get(timeout=left)
+            except queue.Empty:
+                continue
+            if line is None:
+                raise EOFError(f"stream ended before a {rtype!r} record; saw {self.seen[-5:]}")
+            self.seen.append(line.rstrip()[:300])
+            try:
+                rec = json.loads(line)
+            except ValueError:
+                continue
+            if rec.get("type") == rtype:
+                return rec
+
+
+def smaps_truth(pid: int, mnemonic: str) -> Tuple[int, int]:
+    size = count = 0
+    start = end = 0
+    try:
+        text = open(f"/proc/{pid}/smaps").read()
+    except OSError:
+        return (0, 0)
+    for line in text.splitlines():
+        head = line.split(" ", 1)[0]
+        if "-" in head and all(c in "0123456789abcdef-" for c in head):
+            a, b = head.split("-")
+            start, end = int(a, 16), int(b, 16)
+        elif line.startswith("VmFlags:") and mnemonic in line.split()[1:]:
+            size += end - start
+            count += 1
+    return (size, count)
+
+
+def traced(snapshot: Dict[str, Any], pid: int) -> Tuple[int, int]:
+    live = [p for p in snapshot["processes"] if p["pid"] == pid and not p["exited"]]
+    return (sum(p["live_bytes"] for p in live), sum(p["live_vmas"] for p in live))
+
+
+def run_mode(flag: str, create: str, role: str, attach: str, buffer: str) -> Dict[str, Any]:
+    tag = f"{flag}-{role}-{attach}-{buffer}"
+    log = f"/tmp/trace-{tag}.ndjson"
+    err = open(f"/mnt/out/tracer-{tag}.stderr" if os.path.isdir("/mnt/out") else f"/tmp/tracer-{tag}.stderr", "w")
+    started = time.monotonic()
+    tracer = subprocess.Popen([sys.executable, "-m", "mpxtrace", "trace", "--flag", flag, "--json", "--log", log,
+                               "--attach", attach, "--buffer", buffer], stdout=subprocess.PIPE, stderr=err,
+                              universal_newlines=True)
+    out = Lines(tracer.stdout)
+    result: Dict[str, Any] = {"flag": flag, "role": role, "attach": attach, "buffer": buffer, "checks": []}
+    try:
+        attached = out.next_json("attached", 300)
+        result["attached"] = attached
+        result["startup_s"] = round(time.monotonic() - started, 2)
+        wl = subprocess.Popen([sys.executable, "-m", "mpxtrace.workload", "--flag", create, "--role", role,
+                               "--pause"], stdin=subprocess.PIPE, stdout=subprocess.PIPE, universal_newlines=True)
+        pids = set()
+        assert wl.stdout is not None and wl.stdin is not None
+        for line in wl.stdout:
+            if not line.startswith("CHECK "):
+                continue
+            _, name, pid_list = line.split()
+            check_pids = [int(p) for p in pid_list.split(",")]
+            pids.update(check_pids)
+            truth = {pid: smaps_truth(pid, MNEMONIC[flag]) for pid in check_pids}
+            tracer.send_signal(signal.SIGUSR1)
+            snap = out.next_json("snapshot", 60)
+            got = {pid: traced(snap, pid) for pid in check_pids}
+            result["checks"].append({"name": name, "pids": check_pids,
+                                     "smaps": {str(k): v for k, v in truth.items()},
+                                     "traced": {str(k): v for k, v in got.items()},
+                                     "lost_events": snap["lost_events"]})
+            wl.stdin.write("\n")
+            wl.stdin.flush()
+        result["workload_exit"] = wl.wait()
+        time.sleep(0.2)
+        tracer.send_signal(signal.SIGUSR1)
+        final = out.next_json("snapshot", 60)
+        result["left_live"] = [p for p in final["processes"] if p["pid"] in pids and not p["exited"]
+                               and p["live_bytes"]]
+        tracer.send_signal(signal.SIGINT)
+        summary = out.next_json("summary", 60)
+        result["tracer_exit"] = tracer.wait(60)
+        replay = subprocess.run([sys.executable, "-m", "mpxtrace", "report", log, "--json"],
+                                stdout=subprocess.PIPE, universal_newlines=True, timeout=120)
+        result["replay_exit"] = replay.returncode
+        result["replay_identical"] = json.loads(replay.stdout) == summary if replay.returncode == 0 else False
+        result["summary"] = {k: summary[k] for k in ("events", "lost_events", "totals", "anomalies", "complete")}
+        result["log_mode"] = oct(os.stat(log).st_mode & 0o777)
+    except Exception as exc:  # noqa: BLE001 - reported to the host test, which fails on it
+        result["error"] = f"{type(exc).__name__}: {exc}"
+        tracer.kill()
+        err.flush()
+        try:
+            result["stderr_tail"] = open(err.name).read()[-3000:]
+        except OSError:
+            pass
+    finally:
+        if tracer.poll() is None:
+            tracer.kill()
+    return result
+
+
+def main() -> int:
+    modes = json.loads(sys.argv[1])
+    doctor = subprocess.run([sys.executable, "-m", "mpxtrace", "doctor", "--json"], stdout=subprocess.PIPE,
+                            universal_newlines=True)
+    report: Dict[str, Any] = {"kernel": os.uname().release, "python": sys.version.split()[0], "runs": []}
+    try:
+        report["doctor"] = json.loads(doctor.stdout)
+    except ValueError:
+        report["doctor"] = {"raw": doctor.stdout[-2000:]}
+    try:
+        import bcc  # type: ignore
+        report["bcc"] = getattr(bcc, "__version__", "?")
+    except ImportError:
+        report["bcc"] = None
+    for mode in modes:
+        report["runs"].append(run_mode(**mode))
+    print(MARK)
+    print(json.dumps(report))
+    print(MARK)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,96 @@
+"""The tracer attached to real kernels (5.10, 6.1, 6.12, newest), checked against smaps.
+
+One guest boot per kernel runs tests/lab/e2e_guest.py, which traces the workload in every
+attach mode and buffer the kernel offers; the assertions here read its JSON report.
+"""
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any, Dict, List
+
+import pytest
+
+from mpxtrace.lab import run_in_guest
+
+ROOT = Path(__file__).resolve().parents[2]
+MARK = "=====MPXTRACE-E2E-JSON====="
+KERNELS = ["5.10", "6.1", "6.12", "7.2"]
+
+MODES: List[Dict[str, str]] = [
+    {"flag": "VM_NORESERVE", "create": "noreserve", "role": "all", "attach": "fentry", "buffer": "ring"},
+    {"flag": "VM_NORESERVE", "create": "noreserve", "role": "lifecycle", "attach": "kprobe", "buffer": "ring"},
+    {"flag": "VM_NORESERVE", "create": "noreserve", "role": "lifecycle", "attach": "fentry", "buffer": "perf"},
+    {"flag": "VM_NORESERVE", "create": "noreserve", "role": "lifecycle", "attach": "kprobe", "buffer": "perf"},
+    # flag set at creation by MAP_LOCKED, and changed in place by mlock/munlock
+    {"flag": "VM_LOCKED", "create": "locked", "role": "all", "attach": "auto", "buffer": "auto"},
+]
+
+_reports: Dict[str, Dict[str, Any]] = {}
+
+
+def guest_report(kernel: str, tmp_path_factory: pytest.TempPathFactory) -> Dict[str, Any]:
+    if kernel not in _reports:
+        out = tmp_path_factory.mktemp(f"e2e-{kernel}")
+        result = run_in_guest(kernel, ["python3", "tests/lab/e2e_guest.py", json.dumps(MODES)], project_dir=ROOT,
+                              timeout=1500, out_dir=out)
+        parts = result.output.split(MARK)
+        assert len(parts) >= 3, (f"no report from the {kernel} guest (exit {result.exit_code}, {result.error}); "
+                                 f"console: {result.console_log}\n{result.output[-3000:]}")
+        _reports[kernel] = json.loads(parts[1])
+        _reports[kernel]["_console"] = str(result.console_log)
+    return _reports[kernel]
+
+
+def _run(report: Dict[str, Any], mode: Dict[str, str]) -> Dict[str, Any]:
+    for run in report["runs"]:
+        if all(run[k] == mode[k] for k in ("flag", "role", "attach", "buffer")):
+            assert "error" not in run, f"{run['error']}\n{run.get('stderr_tail', '')}\nconsole {report['_console']}"
+            return run
+    raise AssertionError(f"mode {mode} did not run")
+
+
+@pytest.mark.lab
+@pytest.mark.parametrize("kernel", KERNELS)
+def test_doctor_in_guest_reports_kprobes_usable(kernel: str, tmp_path_factory: pytest.TempPathFactory) -> None:
+    report = guest_report(kernel, tmp_path_factory)
+    checks = {c["name"]: c for c in report["doctor"]["checks"]}
+    assert report["doctor"]["can_trace"] is True
+    assert checks["kprobes"]["ok"] is True and checks["lockdown"]["ok"] is True
+    assert checks["plan"]["ok"] is True
+
+
+@pytest.mark.lab
+@pytest.mark.parametrize("mode", MODES, ids=lambda m: f"{m['flag']}-{m['role']}-{m['attach']}-{m['buffer']}")
+@pytest.mark.parametrize("kernel", KERNELS)
+def test_live_bytes_and_vmas_match_smaps(kernel: str, mode: Dict[str, str],
+                                         tmp_path_factory: pytest.TempPathFactory) -> None:
+    run = _run(guest_report(kernel, tmp_path_factory), mode)
+    if mode["attach"] in ("fentry", "kprobe"):
+        used = {a["mode"] for a in run["attached"]["attach"]}
+        assert mode["attach"] in used  # fentry mode still uses kprobes where fentry cannot attach (vma_merge)
+        if mode["attach"] == "kprobe":
+            assert used == {"kprobe"}
+    if mode["buffer"] != "auto":
+        assert run["attached"]["buffer"] == mode["buffer"]
+    assert run["checks"], "the workload reached no checkpoint"
+    mismatches = [(c["name"], pid, c["smaps"][pid], c["traced"][pid])
+                  for c in run["checks"] for pid in c["smaps"] if c["smaps"][pid] != c["traced"][pid]]
+    assert mismatches == [], f"tracer vs smaps [live_bytes, live_vmas]: {mismatches}"
+    assert any(c["smaps"][p][0] > 0 for c in run["checks"] for p in c["smaps"]), "the flag never showed in smaps"
+    assert run["workload_exit"] == 0
+    assert run["left_live"] == [], "flagged memory still live after every workload process exited"
+    assert run["summary"]["lost_events"] == 0
+    assert run["summary"]["anomalies"] == []
+    assert run["summary"]["complete"] is True
+
+
+@pytest.mark.lab
+@pytest.mark.parametrize("kernel", KERNELS)
+def test_log_replays_to_identical_summary(kernel: str, tmp_path_factory: pytest.TempPathFactory) -> None:
+    report = guest_report(kernel, tmp_path_factory)
+    for mode in MODES:
+        run = _run(report, mode)
+        assert run["tracer_exit"] == 0 and run["replay_exit"] == 0
+        assert run["replay_identical"] is True, mode
+        assert run["log_mode"] == "0o600"

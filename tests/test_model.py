@@ -1,0 +1,203 @@
+"""Every model transition against hand-computed expectations."""
+from __future__ import annotations
+
+from typing import List, Tuple
+
+from mpxtrace.model import Model
+from mpxtrace.stats import Session
+
+from helpers import MASK, MM, MM2, OTHER, PAGE, ev, header
+
+A = 0x7F0000000000
+
+
+def vmas(model: Model, mm: int = MM) -> List[Tuple[int, int]]:
+    space = model._by_mm[mm]
+    return [(s - A, e - A) for s, e, _ in space.vmas]
+
+
+def space(model: Model, mm: int = MM):  # type: ignore[no-untyped-def]
+    return model._by_mm[mm]
+
+
+def test_create_counts_one_allocation() -> None:
+    m = Model(MASK)
+    m.apply(ev("map", 10, A, A + 4 * PAGE))
+    s = space(m)
+    assert vmas(m) == [(0, 4 * PAGE)]
+    assert (s.live_bytes, s.live_vmas, s.allocations, s.allocated_bytes) == (4 * PAGE, 1, 1, 4 * PAGE)
+    assert (s.pid, s.comm) == (100, "work")
+
+
+def test_adjacent_mmap_merges_into_one_vma_but_two_allocations() -> None:
+    m = Model(MASK)
+    m.apply(ev("map", 1, A, A + 2 * PAGE))
+    m.apply(ev("map", 2, A + 2 * PAGE, A + 5 * PAGE, ext=(A, A + 5 * PAGE)))
+    s = space(m)
+    assert vmas(m) == [(0, 5 * PAGE)]
+    assert (s.allocations, s.merges, s.live_bytes) == (2, 1, 5 * PAGE)
+    assert m.anomalies == []
+
+
+def test_three_way_merge_counts_two_joins() -> None:
+    m = Model(MASK)
+    m.apply(ev("map", 1, A, A + PAGE))
+    m.apply(ev("map", 2, A + 2 * PAGE, A + 3 * PAGE))
+    m.apply(ev("map", 3, A + PAGE, A + 2 * PAGE, ext=(A, A + 3 * PAGE)))
+    assert vmas(m) == [(0, 3 * PAGE)]
+    assert space(m).merges == 2
+
+
+def test_partial_unmap_of_middle_splits_and_frees_part() -> None:
+    m = Model(MASK)
+    m.apply(ev("map", 1, A, A + 6 * PAGE))
+    # kernel: split at 2 and 4 pages, then frees the middle VMA
+    m.apply(ev("split", 2, A, A + 6 * PAGE, aux=A + 2 * PAGE))
+    m.apply(ev("split", 3, A + 2 * PAGE, A + 6 * PAGE, aux=A + 4 * PAGE))
+    m.apply(ev("unmap", 4, A + 2 * PAGE, A + 4 * PAGE))
+    s = space(m)
+    assert vmas(m) == [(0, 2 * PAGE), (4 * PAGE, 6 * PAGE)]
+    assert (s.live_bytes, s.freed_bytes, s.frees, s.splits) == (4 * PAGE, 2 * PAGE, 0, 2)
+
+
+def test_full_free_records_lifetime() -> None:
+    sess = Session(header())
+    sess.apply(ev("map", 1_000, A, A + PAGE))
+    sess.apply(ev("unmap", 5_000, A, A + PAGE))
+    summary = sess.summary()
+    assert summary["totals"]["frees"] == 1
+    life = summary["histograms"]["lifetime"]
+    assert life["count"] == 1 and life["sum"] == 4_000
+    assert life["buckets"] == [{"low": 2048, "high": 4096, "count": 1}]
+
+
+def test_mprotect_middle_split_then_remerge() -> None:
+    m = Model(MASK)
+    m.apply(ev("map", 1, A, A + 3 * PAGE))
+    # mprotect(middle) on <=6.11: vma_merge attempt reports the new flags for the range, splits follow
+    m.apply(ev("flags", 2, A + PAGE, A + 2 * PAGE, flags=MASK | OTHER))
+    m.apply(ev("split", 3, A, A + 3 * PAGE, aux=A + PAGE))
+    m.apply(ev("split", 4, A + PAGE, A + 3 * PAGE, aux=A + 2 * PAGE))
+    assert vmas(m) == [(0, PAGE), (PAGE, 2 * PAGE), (2 * PAGE, 3 * PAGE)]
+    # mprotect back: the merge reports the whole extent
+    m.apply(ev("flags", 5, A + PAGE, A + 2 * PAGE, flags=MASK, ext=(A, A + 3 * PAGE)))
+    assert vmas(m) == [(0, 3 * PAGE)]
+    s = space(m)
+    assert (s.allocations, s.live_bytes, s.merges) == (1, 3 * PAGE, 2)
+
+
+def test_flag_set_in_place_is_a_birth_and_clear_is_a_free() -> None:
+    m = Model(MASK)
+    m.apply(ev("flags", 1, A, A + 4 * PAGE, flags=MASK))  # mlock of a plain mapping
+    m.apply(ev("flags", 2, A + PAGE, A + 2 * PAGE, flags=0))  # munlock of one page
+    s = space(m)
+    assert vmas(m) == [(0, PAGE), (2 * PAGE, 4 * PAGE)]
+    assert (s.allocations, s.allocated_bytes, s.freed_bytes, s.live_bytes) == (1, 4 * PAGE, PAGE, 3 * PAGE)
+
+
+def test_clear_of_never_flagged_range_is_ignored() -> None:
+    m = Model(MASK)
+    m.apply(ev("map", 1, A, A + PAGE))
+    m.apply(ev("flags", 2, A + 8 * PAGE, A + 9 * PAGE, flags=0))
+    assert space(m).freed_bytes == 0 and vmas(m) == [(0, PAGE)]
+
+
+def test_mremap_move_keeps_allocation_and_old_unmap_is_noop() -> None:
+    sess = Session(header())
+    sess.apply(ev("map", 10, A, A + 2 * PAGE))
+    sess.apply(ev("move", 20, A + 100 * PAGE, A + 102 * PAGE, aux=A, aux2=A + 2 * PAGE,
+                  ext=(A + 100 * PAGE, A + 102 * PAGE)))
+    sess.apply(ev("unmap", 21, A, A + 2 * PAGE))  # the source VMA being destroyed after the move
+    m = sess.model
+    assert vmas(m) == [(100 * PAGE, 102 * PAGE)]
+    s = space(m)
+    assert (s.allocations, s.frees, s.freed_bytes, s.moves) == (1, 0, 0, 1)
+    sess.apply(ev("unmap", 30, A + 100 * PAGE, A + 102 * PAGE))
+    assert sess.summary()["histograms"]["lifetime"]["sum"] == 20  # born at 10, freed at 30
+
+
+def test_mremap_grow_while_moving_adds_new_bytes() -> None:
+    m = Model(MASK)
+    m.apply(ev("map", 1, A, A + PAGE))
+    m.apply(ev("move", 2, A + 10 * PAGE, A + 13 * PAGE, aux=A, aux2=A + PAGE))
+    s = space(m)
+    assert vmas(m) == [(10 * PAGE, 13 * PAGE)]
+    assert (s.allocations, s.allocated_bytes, s.live_bytes) == (2, 3 * PAGE, 3 * PAGE)
+
+
+def test_fork_child_inherits_then_exits() -> None:
+    m = Model(MASK)
+    m.apply(ev("map", 1, A, A + 2 * PAGE))
+    m.apply(ev("fork", 2, A, A + 2 * PAGE, mm=MM2, aux=MM))
+    m.apply(ev("task", 3, mm=MM2, tgid=101, owner=False, comm="work"))
+    child = space(m, MM2)
+    assert (child.pid, child.live_bytes, child.allocations) == (101, 2 * PAGE, 1)
+    m.apply(ev("unmap", 4, A, A + 2 * PAGE, mm=MM2, tgid=101, owner=False))
+    m.apply(ev("mm_exit", 5, mm=MM2, tgid=101, owner=False))
+    assert child.exited and child.live_bytes == 0 and child.frees == 1
+    assert space(m).live_bytes == 2 * PAGE  # parent untouched
+    assert [s.pid for s in m.live_spaces()] == [100]
+
+
+def test_exec_replaces_mm_and_pid_reuse_starts_fresh() -> None:
+    m = Model(MASK)
+    m.apply(ev("map", 1, A, A + PAGE, mm=MM))
+    # exec: the old mm dies in the same process's context (current->mm is already the new one)
+    m.apply(ev("unmap", 2, A, A + PAGE, mm=MM, owner=False))
+    m.apply(ev("mm_exit", 3, mm=MM, owner=False))
+    m.apply(ev("map", 4, A, A + 3 * PAGE, mm=MM2, comm="newprog"))
+    # the old mm pointer is reused by an unrelated process later
+    m.apply(ev("map", 5, A, A + PAGE, mm=MM, tgid=555, comm="other"))
+    assert len(m.spaces) == 3
+    old, new, other = m.spaces
+    assert old.exited and old.live_bytes == 0
+    assert (new.pid, new.comm, new.live_bytes) == (100, "newprog", 3 * PAGE)
+    assert (other.pid, other.comm, other.live_bytes, other.allocations) == (555, "other", PAGE, 1)
+
+
+def test_map_fixed_over_flagged_memory_frees_old_allocation() -> None:
+    m = Model(MASK)
+    m.apply(ev("map", 1, A, A + 2 * PAGE))
+    m.apply(ev("map", 2, A, A + 2 * PAGE))  # MAP_FIXED replacement (its UNMAP may have been missed)
+    s = space(m)
+    assert (s.allocations, s.frees, s.live_bytes, s.live_vmas) == (2, 1, 2 * PAGE, 1)
+
+
+def test_seed_binds_to_first_event_of_that_pid() -> None:
+    m = Model(MASK)
+    m.apply({"type": "seed", "ts": 0, "pid": 100, "comm": "old", "start": A, "end": A + 4 * PAGE, "flags": MASK})
+    m.apply(ev("unmap", 5, A, A + 4 * PAGE, owner=False))  # exit of the seeded process
+    s = m.spaces[0]
+    assert s.mm == MM and s.seeded_bytes == 4 * PAGE and s.freed_bytes == 4 * PAGE and s.live_bytes == 0
+    assert s.allocations == 0 and s.frees == 1
+
+
+def test_merge_across_the_flag_is_reported() -> None:
+    m = Model(MASK)
+    m.apply(ev("map", 1, A + PAGE, A + 2 * PAGE, ext=(A, A + 2 * PAGE)))  # kernel merged with unflagged [0, 1)
+    assert len(m.anomalies) == 1
+    a = m.anomalies[0]
+    assert (a.start - A, a.end - A) == (0, PAGE)
+    assert space(m).live_bytes == 2 * PAGE
+
+
+def test_split_outside_tracked_vma_is_ignored() -> None:
+    m = Model(MASK)
+    m.apply(ev("map", 1, A, A + PAGE))
+    m.apply(ev("split", 2, A + 5 * PAGE, A + 9 * PAGE, aux=A + 6 * PAGE))
+    assert vmas(m) == [(0, PAGE)] and space(m).splits == 0
+
+
+def test_summary_schema_and_invariant() -> None:
+    sess = Session(header())
+    sess.apply(ev("map", 1, A, A + 4 * PAGE))
+    sess.apply(ev("unmap", 2, A, A + PAGE))
+    sess.apply({"type": "lost", "ts": 3, "source": "ring_buffer", "count": 7})
+    sess.apply({"type": "end", "ts": 2_000_000_000})
+    summary = sess.summary()
+    assert summary["lost_events"] == 7 and summary["duration_ns"] == 2_000_000_000 and summary["complete"]
+    (proc,) = summary["processes"]
+    for key in ("pid", "comm", "live_bytes", "live_vmas", "allocations", "frees", "allocated_bytes", "freed_bytes"):
+        assert key in proc
+    assert proc["allocated_bytes"] + proc["seeded_bytes"] - proc["freed_bytes"] == proc["live_bytes"] == 3 * PAGE
+    assert summary["histograms"]["allocation_size"]["buckets"] == [{"low": 16384, "high": 32768, "count": 1}]
