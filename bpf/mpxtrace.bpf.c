@@ -70,6 +70,7 @@ BPF_ARRAY(counters, u64, CNT_MAX);
 BPF_HASH(frames, u64, struct thread_frames, 16384);
 BPF_PERCPU_ARRAY(frame_init, struct thread_frames, 1);
 BPF_HASH(tracked, u64, u8, 65536); /* address spaces holding flagged memory */
+BPF_ARRAY(seed_mm, u64, 1);         /* the mm behind the /proc/PID/statm we read last */
 #ifdef PID_FILTER
 BPF_HASH(pids, u32, u8, 1024);
 #endif
@@ -370,11 +371,19 @@ static __always_inline int on_free(void *ctx, u64 vma)
 {
 	struct vma_view v = {};
 	read_vma(vma, &v);
-	if (!(v.flags & TRACK_MASK) || v.end <= v.start)
+	if (v.end <= v.start)
 		return 0;
 	u64 id = bpf_get_current_pid_tgid();
 	struct thread_frames *st = frames_of(id, 0);
 	struct frame *f = st ? top(st) : 0;
+	if (!(v.flags & TRACK_MASK)) {
+		/* The flag can be gone by now although the memory carried it: 5.10's munmap clears
+		 * VM_LOCKED (munlock_vma_pages_all) before the VMA is freed.  So in address spaces
+		 * holding flagged memory every free is reported, except during teardown, where
+		 * MM_EXIT releases everything at once. */
+		if (!is_tracked(v.mm) || (f && f->kind == FR_EXIT))
+			return 0;
+	}
 	if (f) {
 		if (f->kind == FR_MERGE || f->kind == FR_COPY)
 			return 0;
@@ -445,6 +454,21 @@ static __always_inline int on_new_task(void *ctx, u64 task)
 	return 0;
 }
 
+/* task_statm(mm, ...) runs when anyone reads /proc/PID/statm.  When we read it while seeding
+ * from smaps, it tells us that process's mm, and from then on its address space is followed
+ * in the kernel like one whose flagged memory we saw being created. */
+static __always_inline int on_task_statm(u64 mm)
+{
+	u32 tgid = bpf_get_current_pid_tgid() >> 32;
+	if (tgid != TRACER_TGID || !mm)
+		return 0;
+	int zero = 0;
+	seed_mm.update(&zero, &mm);
+	u8 one = 1;
+	tracked.update(&mm, &one);
+	return 0;
+}
+
 /* ---- attachment: kprobe wrappers (always compiled; attached by name from Python) ------ */
 #define KARG_(n) PT_REGS_PARM##n(ctx)
 #define KARG(n) KARG_(n)
@@ -467,6 +491,7 @@ int kp_exit_mmap(struct pt_regs *ctx) { return on_exit_mmap_enter(KARG(1)); }
 int kr_exit_mmap(struct pt_regs *ctx) { return on_exit_mmap_exit(ctx); }
 int kp_fork_vma(struct pt_regs *ctx) { return on_fork_vma(ctx, KARG(1), KARG(2)); }
 int kp_new_task(struct pt_regs *ctx) { return on_new_task(ctx, KARG(1)); }
+int kp_seed_mm(struct pt_regs *ctx) { return on_task_statm(KARG(ARG_SEED_MM)); }
 
 /* ---- attachment: fentry/fexit (compiled only for the functions chosen to use them) ------
  * Arguments are declared u64 from BTF's count; fields are read at offsets, never through
@@ -516,6 +541,9 @@ KRETFUNC_PROBE(exit_mmap, FARGS(NARGS_exit_mmap)) { return on_exit_mmap_exit(ctx
 #endif
 #ifdef FENTRY_anon_vma_fork
 KFUNC_PROBE(anon_vma_fork, FARGS(NARGS_anon_vma_fork)) { return on_fork_vma(ctx, a1, a2); }
+#endif
+#ifdef FENTRY_task_statm
+KFUNC_PROBE(task_statm, FARGS(NARGS_task_statm)) { return on_task_statm(FARG(ARG_SEED_MM)); }
 #endif
 #ifdef FENTRY_wake_up_new_task
 KFUNC_PROBE(wake_up_new_task, FARGS(NARGS_wake_up_new_task)) { return on_new_task(ctx, a1); }

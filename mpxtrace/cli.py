@@ -59,11 +59,13 @@ def main() -> None:
               help="Where structure offsets come from (testing).")
 @click.option("--no-seed", is_flag=True, help="Do not count flagged VMAs that existed before tracing began.")
 @click.option("--ebpf", is_flag=True, hidden=True, help="Print the kernel program and its -D flags, then exit.")
+@click.option("--ready-file", type=click.Path(dir_okay=False, path_type=Path), hidden=True,
+              help="Create this file once attached (for scripts that start a workload after).")
 @click.argument("interval", type=float, required=False)
 @click.argument("count", type=int, required=False)
 def trace(flag: Tuple[str, ...], mask: Optional[str], pids: Tuple[int, ...], log: Optional[Path], as_json: bool,
           duration: Optional[float], attach: str, buffer: str, offsets: str, no_seed: bool, ebpf: bool,
-          interval: Optional[float], count: Optional[int]) -> None:
+          ready_file: Optional[Path], interval: Optional[float], count: Optional[int]) -> None:
     """Trace live: a report every INTERVAL seconds (COUNT times), and a summary at exit (Ctrl-C).
 
     \b
@@ -138,8 +140,15 @@ def trace(flag: Tuple[str, ...], mask: Optional[str], pids: Tuple[int, ...], log
             else:
                 click.echo(f"lost {rec['count']} events ({rec['source']})", err=True)
 
+    def targets_gone() -> None:
+        if as_json:
+            _print_json({"type": "targets_exited", "pids": list(pids)})
+        else:
+            click.echo(f"all traced processes ({', '.join(map(str, pids))}) have exited", err=True)
+
     tracer = Tracer(options, features, kfunc_supported(features), ringbuf_supported(features),
-                    on_record=on_record, on_interval=interval_report, on_snapshot=snapshot)
+                    on_record=on_record, on_interval=interval_report, on_snapshot=snapshot,
+                    on_targets_gone=targets_gone)
     try:
         tracer.start()
     except (PlanError, BccMissing, LogError) as err:
@@ -153,6 +162,9 @@ def trace(flag: Tuple[str, ...], mask: Optional[str], pids: Tuple[int, ...], log
                      "buffer": tracer._program.config.buffer,  # type: ignore[union-attr]
                      "attach": [a.__dict__ for a in tracer._program.config.plan.attaches],  # type: ignore[union-attr]
                      "missing": [h for h, _ in tracer._program.config.plan.missing]})  # type: ignore[union-attr]
+    if ready_file is not None:
+        from .eventlog import open_private
+        open_private(ready_file).close()
     session = tracer.run()
     _print_summary(session.summary(), as_json)
 
@@ -255,14 +267,15 @@ def doctor(as_json: bool) -> None:
 @click.option("--kernel", default="6.1", show_default=True, metavar="5.10|6.1|6.12|7.2",
               help="Debian kernel to boot under QEMU.")
 @click.option("--workload/--no-workload", default=True, show_default=True,
-              help="Run the demo workload beside the tracer.")
+              help="Run the demo workload beside `trace`.")
 @click.option("--timeout", type=float, default=900, show_default=True, help="Hard limit for the VM, seconds.")
 @click.argument("args", nargs=-1, type=click.UNPROCESSED)
 def lab(kernel: str, workload: bool, timeout: float, args: Tuple[str, ...]) -> None:
     """Run mpxtrace in a throwaway VM booted on a real Debian kernel, with a demo workload.
 
     For hosts that cannot trace themselves (lockdown, no kprobes). Arguments after `--` are
-    mpxtrace arguments run inside the VM (default: `trace --flag VM_NORESERVE 1`).
+    mpxtrace arguments run inside the VM (default: `trace --flag VM_NORESERVE 1`). The first run
+    per kernel builds its image (a few minutes, cached in /var/cache/mpxtrace-lab).
 
     \b
     Examples:
@@ -270,10 +283,32 @@ def lab(kernel: str, workload: bool, timeout: float, args: Tuple[str, ...]) -> N
       mpxtrace lab --kernel 5.10 -- trace --flag VM_LOCKED --json
       mpxtrace lab --kernel 6.12 -- doctor
     """
-    from .lab.demo import run_demo
-    code = run_demo(kernel, list(args) or ["trace", "--flag", "VM_NORESERVE", "1"], workload=workload,
-                    timeout=timeout)
-    sys.exit(code)
+    from .demo import DEFAULT_ARGS, run_in_lab
+    sys.exit(run_in_lab(kernel, list(args) or DEFAULT_ARGS, workload=workload, timeout=timeout))
+
+
+@main.command()
+@click.option("--kernel", default="6.1", show_default=True, metavar="5.10|6.1|6.12|7.2",
+              help="Lab kernel to use when this machine cannot trace.")
+@click.option("--flag", "flag", default="VM_NORESERVE", show_default=True, help="VM_NORESERVE or VM_LOCKED.")
+def demo(kernel: str, flag: str) -> None:
+    """Trace the lifecycle workload: here if this machine can trace, else in a lab VM (and says why).
+
+    The workload maps memory carrying the flag, merges, splits, moves, forks, execs and frees it;
+    the tracer reports every second and prints the summary at the end.
+    """
+    from .demo import run_here, run_in_lab
+    from .doctor import blocking_problems, run_checks
+    from .kernel.features import mount_pseudo_filesystems, probe_kernel
+    args = ["trace", "--flag", flag, "1"]
+    if os.geteuid() == 0:
+        mount_pseudo_filesystems()
+    problems = blocking_problems(run_checks(probe_kernel()))
+    if not problems:
+        sys.exit(run_here(args))
+    click.echo("This machine cannot trace (" + "; ".join(f"{c.name}: {c.detail}" for c in problems) + ").\n"
+               f"Running the demo in the kernel lab instead: a VM booted on Debian's {kernel} kernel.", err=True)
+    sys.exit(run_in_lab(kernel, args))
 
 
 if __name__ == "__main__":  # pragma: no cover

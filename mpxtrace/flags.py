@@ -74,7 +74,7 @@ class MpxResolution:
         return self.value != 0
 
 
-def _kernel_config(release: str) -> dict[str, str]:
+def kernel_config(release: str) -> dict[str, str]:
     for path in (Path(f"/boot/config-{release}"), Path("/proc/config.gz")):
         try:
             raw = gzip.open(path, "rt").read() if path.suffix == ".gz" else path.read_text()
@@ -104,7 +104,7 @@ def resolve_mpx(
     if headers_dir is None:
         headers_dir = Path(f"/lib/modules/{release}/build")
     if config is None:
-        config = _kernel_config(release)
+        config = kernel_config(release)
     if cpuinfo is None:
         try:
             cpuinfo = Path("/proc/cpuinfo").read_text()
@@ -122,7 +122,7 @@ def resolve_mpx(
     target = match.group(1)
     if target == "VM_NONE":
         return MpxResolution(0, f"{mm_h}: VM_MPX is VM_NONE (CONFIG_X86_INTEL_MPX not set)", hardware)
-    if target.startswith("VM_HIGH_ARCH_") and config.get("CONFIG_X86_INTEL_MPX") not in ("y", None):
+    if target.startswith("VM_HIGH_ARCH_") and config and config.get("CONFIG_X86_INTEL_MPX") != "y":
         return MpxResolution(0, "VM_MPX needs CONFIG_X86_INTEL_MPX, which this kernel's config does not set", hardware)
     value = _resolve_macro(text, target)
     if value is None:

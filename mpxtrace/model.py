@@ -127,6 +127,8 @@ class Model:
         elif kind == "event":
             self.events += 1
             self._event(rec)
+        elif kind == "proc_exit":
+            self._proc_exit(rec)
 
     def apply_all(self, records: Iterable[Record]) -> None:
         for rec in records:
@@ -138,10 +140,14 @@ class Model:
     # -- seeds ------------------------------------------------------------------------------
     def _seed(self, rec: Record) -> None:
         pid = int(rec["pid"])
-        space = self._seeds.get(pid)
+        mm = rec.get("mm")
+        space = self._by_mm.get(int(mm)) if mm is not None else self._seeds.get(pid)
         if space is None:
-            space = AddressSpace(None, pid, str(rec.get("comm", "")))
-            self._seeds[pid] = space
+            space = AddressSpace(int(mm) if mm is not None else None, pid, str(rec.get("comm", "")))
+            if mm is not None:  # the kernel told us its mm (seed hook): no guessing later
+                self._by_mm[int(mm)] = space
+            else:
+                self._seeds[pid] = space
             self.spaces.append(space)
         start, end, flags = int(rec["start"]), int(rec["end"]), int(rec["flags"])
         space.vmas.carve(start, end)
@@ -149,6 +155,13 @@ class Model:
         alloc = self._new_alloc(space, end - start, None, "seed")
         space.pieces.insert(start, end, alloc.ident)
         space.seeded_bytes += end - start
+
+    def _proc_exit(self, rec: Record) -> None:
+        """A seeded process exited before any kernel event tied it to its address space."""
+        space = self._seeds.pop(int(rec["pid"]), None)
+        if space is not None:
+            self._release(space, 0, 1 << 64, int(rec["ts"]))
+            space.exited = True
 
     # -- events -----------------------------------------------------------------------------
     def _space_for(self, rec: Record) -> AddressSpace:

@@ -98,6 +98,20 @@ class LoadedProgram:
     bpf: Any
     config: ProgramConfig
 
+    def mm_of(self, pid: int) -> Optional[int]:
+        """The mm_struct of `pid`, learnt by reading its /proc/PID/statm under the seed hook."""
+        if not self.config.plan.uses("seed"):
+            return None
+        table = self.bpf["seed_mm"]
+        key = table.Key(0)
+        table[key] = table.Leaf(0)
+        try:
+            with open(f"/proc/{pid}/statm") as fh:
+                fh.read()
+        except OSError:
+            return None
+        return int(table[key].value) or None
+
     def counters(self) -> List[int]:
         table = self.bpf["counters"]
         return [int(table[table.Key(i)].value) for i in range(len(table))]

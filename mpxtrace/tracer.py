@@ -14,13 +14,14 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 from types import FrameType
-from typing import Any, Callable, Dict, List, Optional, Sequence
+from typing import Any, Callable, Dict, List, Optional, Sequence, Set
 
 from . import smaps
 from .eventlog import LOG_FORMAT, LOG_VERSION, LogWriter
 from .events import COUNTERS, RawEvent, Record, decode_raw
 from .flags import TrackedFlags
 from .kernel.features import KernelFeatures
+from .procwatch import ExitWatcher
 from .program import LoadedProgram, ProgramConfig, build_config, load_program
 from .stats import Session
 
@@ -72,11 +73,13 @@ class Tracer:
     on_record: Callable[[Record, Session], None] = lambda rec, session: None
     on_interval: Callable[[Session, float], None] = lambda session, now: None
     on_snapshot: Callable[[Session], None] = lambda session: None
+    on_targets_gone: Callable[[], None] = lambda: None
     session: Optional[Session] = None
     _pending: List[Record] = field(default_factory=list)
     _program: Optional[LoadedProgram] = None
     _log: Optional[LogWriter] = None
     _counters: List[int] = field(default_factory=list)
+    _seeded_pids: Set[int] = field(default_factory=set)
     _stop: bool = False
     _snapshot_requested: bool = False
 
@@ -100,9 +103,14 @@ class Tracer:
         """Flagged VMAs that existed before tracing: tables allocated earlier still cost memory."""
         now = time.monotonic_ns()
         for proc in smaps.scan(self.options.tracked.mnemonics, self.options.pids or None, skip=(os.getpid(),)):
+            self._seeded_pids.add(proc.pid)
+            mm = self._program.mm_of(proc.pid) if self._program is not None else None
             for vma in proc.vmas:
-                self._emit({"type": "seed", "ts": now, "pid": proc.pid, "comm": proc.comm, "start": vma.start,
-                            "end": vma.end, "flags": self.options.tracked.mask})
+                rec = {"type": "seed", "ts": now, "pid": proc.pid, "comm": proc.comm, "start": vma.start,
+                       "end": vma.end, "flags": self.options.tracked.mask}
+                if mm is not None:
+                    rec["mm"] = mm
+                self._emit(rec)
 
     # -- the stream ---------------------------------------------------------------------------------
     def _on_raw(self, data: Any) -> None:
@@ -161,6 +169,10 @@ class Tracer:
         old_int = signal.signal(signal.SIGINT, self._sigint)
         old_term = signal.signal(signal.SIGTERM, self.request_stop)
         old_usr1 = signal.signal(signal.SIGUSR1, self.request_snapshot)
+        # -p targets end the trace when they exit; seeded processes are retired when they exit
+        # (their teardown may carry no flagged VMA, e.g. 5.10 clears VM_LOCKED before freeing)
+        watched = set(self.options.pids) | self._seeded_pids
+        watcher = ExitWatcher(watched) if watched else None
         try:
             while not self._stop:
                 poll_start = time.monotonic_ns()
@@ -174,6 +186,13 @@ class Tracer:
                     self.on_snapshot(self.session)
                 if self.options.duration is not None and now - started >= self.options.duration:
                     break
+                if watcher is not None:
+                    for pid in watcher.poll():
+                        if pid in self._seeded_pids:
+                            self._pending.append({"type": "proc_exit", "ts": time.monotonic_ns(), "pid": pid})
+                    if self.options.pids and watcher.gone >= set(self.options.pids):
+                        self.on_targets_gone()  # like strace -p: the trace ends with its targets
+                        break
                 if next_tick is not None and now >= next_tick:
                     ticks += 1
                     self.on_interval(self.session, now)
@@ -183,6 +202,8 @@ class Tracer:
                     if self.options.count is not None and ticks >= self.options.count:
                         break
         finally:
+            if watcher is not None:
+                watcher.close()
             signal.signal(signal.SIGINT, old_int)
             signal.signal(signal.SIGTERM, old_term)
             signal.signal(signal.SIGUSR1, old_usr1)

@@ -60,16 +60,20 @@ def render(reports: Dict[str, Dict[str, Any]]) -> str:
             cell = ("K" if s["kallsyms"] else "") + (" F" if s["filter_functions"] else "")
             cells.append(cell.strip() or "–")
         out.append(f"| `{sym}` | " + " | ".join(cells) + " |")
-    out += ["", "Struct fields (grep of the guest's /usr/src/linux-headers-*; mm/vma.h is not "
-            "shipped in Debian header packages):", ""]
+    out += ["", "Struct fields: H = grep of the guest's /usr/src/linux-headers-* (mm/vma.h is not "
+            "shipped in Debian header packages), B = the running kernel's BTF "
+            "(/sys/kernel/btf/vmlinux); yes / – (absent) / n/a (struct not found there).", ""]
     out.append("| field | " + " | ".join(keys) + " |")
     out.append("|---|" + "---|" * len(keys))
-    for struct, field in [("vm_area_struct", "vm_flags"), ("vma_merge_struct", "flags"),
-                          ("vma_merge_struct", "vm_flags")]:
+    for struct, field in [("vm_area_struct", "vm_flags"), ("vm_area_struct", "__vm_flags"),
+                          ("vma_merge_struct", "flags"), ("vma_merge_struct", "vm_flags")]:
         cells = []
         for k in keys:
             entry = reports[k]["structs"][struct]
-            cells.append("struct not in headers" if entry["found_in"] is None else yes_no(entry.get(field)))
+            btf = reports[k]["structs"]["btf"][struct]
+            h = "n/a" if entry["found_in"] is None else yes_no(entry.get(field))
+            bt = "n/a" if btf is None else yes_no(btf.get(field))
+            cells.append(f"H {h}, B {bt}")
         out.append(f"| `{struct}.{field}` | " + " | ".join(cells) + " |")
     out.append("")
     return "\n".join(out)

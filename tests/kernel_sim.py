@@ -104,8 +104,9 @@ class SimKernel:
     def seed(self, mm: int, start: int, end: int, flags: int) -> Optional[Dict[str, Any]]:
         self._insert(mm, start, end, flags)
         if flags & self.mask:
+            self.tracked.add(mm)  # the seed hook marks a seeded address space in the kernel
             return {"type": "seed", "ts": 0, "pid": self.pids[mm], "comm": "sim", "start": start, "end": end,
-                    "flags": flags}
+                    "flags": flags, "mm": mm}
         return None
 
     def mmap(self, mm: int, start: int, end: int, flags: int) -> None:

@@ -201,3 +201,22 @@ def test_summary_schema_and_invariant() -> None:
         assert key in proc
     assert proc["allocated_bytes"] + proc["seeded_bytes"] - proc["freed_bytes"] == proc["live_bytes"] == 3 * PAGE
     assert summary["histograms"]["allocation_size"]["buckets"] == [{"low": 16384, "high": 32768, "count": 1}]
+
+
+def test_seeded_process_exit_without_kernel_events_is_retired() -> None:
+    m = Model(MASK)
+    m.apply({"type": "seed", "ts": 0, "pid": 77, "comm": "old", "start": A, "end": A + 2 * PAGE, "flags": MASK})
+    m.apply({"type": "proc_exit", "ts": 9, "pid": 77})
+    s = m.spaces[0]
+    assert s.exited and s.live_bytes == 0 and s.freed_bytes == 2 * PAGE
+    m.apply({"type": "proc_exit", "ts": 10, "pid": 78})  # unknown pid: nothing happens
+    assert len(m.spaces) == 1
+
+
+def test_seed_with_known_mm_is_bound_at_once() -> None:
+    m = Model(MASK)
+    m.apply({"type": "seed", "ts": 0, "pid": 100, "comm": "old", "start": A, "end": A + 4 * PAGE, "flags": MASK,
+             "mm": MM})
+    m.apply(ev("unmap", 5, A, A + PAGE, mm=MM, tgid=999, owner=False))  # freed from another task's context
+    (s,) = m.spaces
+    assert s.mm == MM and s.pid == 100 and s.live_bytes == 3 * PAGE and s.freed_bytes == PAGE

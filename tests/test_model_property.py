@@ -72,9 +72,6 @@ def run(ops: List[tuple], seeds: List[tuple]) -> None:
             expected = sim.flagged(m)
             space = by_mm.get(m)
             got = [(s, e) for s, e, _ in space.vmas] if space else []
-            if space is None and m == first:
-                seeded = [s for s in session.model.live_spaces() if s.mm is None]
-                got = [(s, e) for s, e, _ in seeded[0].vmas] if seeded else []
             assert got == expected, (o, got, expected)
     for space in session.model.spaces:
         assert space.allocated_bytes + space.seeded_bytes - space.freed_bytes == space.live_bytes

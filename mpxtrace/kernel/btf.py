@@ -38,7 +38,7 @@ _KIND_EXTRA: Dict[int, Tuple[int, int]] = {
     18: (0, 0),   # TYPE_TAG
     19: (0, 12),  # ENUM64
 }
-STRUCT, UNION, FUNC, FUNC_PROTO = 4, 5, 12, 13
+PTR, STRUCT, UNION, FUNC, FUNC_PROTO = 2, 4, 5, 12, 13
 _MODIFIERS = {8, 9, 10, 11, 18}  # typedef, volatile, const, restrict, type_tag
 
 
@@ -50,6 +50,9 @@ class BtfError(Exception):
 class FuncParam:
     name: str
     by_value_aggregate: bool  # a struct or union passed by value: fentry cannot take it on older kernels
+    # a pointer to something other than a struct (struct vm_area_struct **, bool *): the 5.10
+    # verifier refuses fentry access to it ("arg0 type PTR is not a struct", seen in the lab)
+    non_struct_pointer: bool = False
 
 
 @dataclass
@@ -126,7 +129,9 @@ class Btf:
         params = []
         for p_name, p_type, _ in proto.members:
             t = self._resolve(p_type)
-            params.append(FuncParam(p_name, t is not None and t.kind in (STRUCT, UNION)))
+            pointee = self._resolve(t.ref) if t is not None and t.kind == PTR else None
+            params.append(FuncParam(p_name, t is not None and t.kind in (STRUCT, UNION),
+                                    t is not None and t.kind == PTR and (pointee is None or pointee.kind not in (STRUCT, UNION))))
         return params
 
     def field_offset(self, struct_name: str, field: str) -> Optional[int]:

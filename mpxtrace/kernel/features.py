@@ -46,20 +46,27 @@ class KernelFeatures:
     lockdown: Optional[str]
     btf: Optional[Btf] = field(repr=False, default=None)
     headers_dir: Optional[Path] = None
+    # CONFIG_KPROBE_EVENTS_ON_NOTRACE: without it a kprobe on a function ftrace cannot trace
+    # is refused with EINVAL (perf_event_mmap on Debian 5.10, seen in the lab)
+    kprobe_on_notrace: bool = False
 
     def has_symbol(self, name: str) -> bool:
         return name in self.kallsyms
 
     def can_kprobe(self, name: str) -> bool:
-        return self.kprobe_events and name in self.kallsyms and name not in self.kprobe_blacklist \
-            and self.lockdown not in ("confidentiality",)
+        if not self.kprobe_events or name not in self.kallsyms or name in self.kprobe_blacklist:
+            return False
+        if self.ftrace_functions is not None and name not in self.ftrace_functions and not self.kprobe_on_notrace:
+            return False
+        return self.lockdown != "confidentiality"
 
     def can_fentry(self, name: str) -> bool:
         """Traceable by ftrace and its BTF signature fits a trampoline (<= 6 args, none by value)."""
         if self.btf is None or self.ftrace_functions is None or name not in self.ftrace_functions:
             return False
         params = self.btf.func_params(name)
-        return params is not None and len(params) <= 6 and not any(p.by_value_aggregate for p in params)
+        return params is not None and len(params) <= 6 and not any(
+            p.by_value_aggregate or p.non_struct_pointer for p in params)
 
 
 def _kallsyms() -> tuple[FrozenSet[str], bool]:
@@ -108,6 +115,8 @@ def probe_kernel() -> KernelFeatures:
     enabled_text = _read(Path("/sys/kernel/debug/kprobes/enabled"))
     kprobe_events = any((base / "kprobe_events").exists() for base in TRACEFS_DIRS)
     headers = Path(f"/lib/modules/{release}/build")
+    from ..flags import kernel_config
+    config = kernel_config(release)
     return KernelFeatures(
         release=release,
         kallsyms=syms,
@@ -119,4 +128,5 @@ def probe_kernel() -> KernelFeatures:
         lockdown=_lockdown(),
         btf=load_vmlinux_btf(),
         headers_dir=headers if (headers / "include").is_dir() else None,
+        kprobe_on_notrace=config.get("CONFIG_KPROBE_EVENTS_ON_NOTRACE") == "y",
     )

@@ -65,6 +65,8 @@ HOOKS: Tuple[HookSpec, ...] = (
     HookSpec("exit", ("exit_mmap",), {}, "kp_exit_mmap", "kr_exit_mmap", "address-space teardown (exit, exec)"),
     HookSpec("fork", ("anon_vma_fork",), {}, "kp_fork_vma", None, "VMAs a child inherits at fork (dup_mmap)"),
     HookSpec("new_task", ("wake_up_new_task",), {}, "kp_new_task", None, "the pid of a forked address space"),
+    HookSpec("seed", ("task_statm",), {"ARG_SEED_MM": ("mm", 1)}, "kp_seed_mm", None,
+             "the mm of each process seeded from smaps (read through /proc/PID/statm)"),
 )
 
 

@@ -81,6 +81,10 @@ class AptState:
             raise LabError(f"apt-get update for {self.spec.suite} failed:\n{proc.stdout[-4000:]}")
         self.stamp.touch()
 
+    def lists_version(self) -> Optional[float]:
+        """Changes whenever the lists were refreshed (or the sources changed)."""
+        return self.stamp.stat().st_mtime if self.stamp.exists() else None
+
     def show(self, package: str) -> Optional[Dict[str, str]]:
         """The candidate version's stanza, or None if apt knows no such package."""
         proc = subprocess.run(["apt-cache", *self._options(), "show", "--no-all-versions", package],

@@ -136,7 +136,7 @@ def ensure_image(kernel: str, *, progress: Optional[Callable[[str], None]] = Non
         apt = AptState(kdir / "apt", spec, mirrors)
         try:
             apt.update(float(os.environ.get("MPXTRACE_LAB_APT_MAX_AGE", APT_MAX_AGE)))
-            resolved = resolve_kernel(spec, apt.show)
+            resolved = _resolve(spec, apt)
         except LabError as exc:
             # Offline with a usable image: run on what we have rather than fail.
             existing = cached_images(spec.key)
@@ -149,6 +149,23 @@ def ensure_image(kernel: str, *, progress: Optional[Callable[[str], None]] = Non
         if (final / "manifest.json").exists():
             return Image.load(spec.key, final)
         return _build(spec, resolved, final, mirrors, progress)
+
+
+def _resolve(spec: KernelSpec, apt: AptState) -> Resolved:
+    """resolve_kernel, memoised per apt-lists refresh: each apt-cache call re-reads
+    the whole package cache (~0.5 s), which would dominate a warm run's start-up."""
+    memo = apt.root / "resolved.json"
+    version = apt.lists_version()
+    try:
+        data = json.loads(memo.read_text())
+        if version is not None and data.get("lists_version") == version:
+            return Resolved.from_dict(data["resolved"])
+    except (OSError, ValueError, KeyError, TypeError):
+        pass
+    resolved = resolve_kernel(spec, apt.show)
+    if version is not None:
+        memo.write_text(json.dumps({"lists_version": version, "resolved": resolved.to_dict()}))
+    return resolved
 
 
 def _chroot(log: StepLog, step: str, root: Path, script: str) -> None:

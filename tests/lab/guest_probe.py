@@ -73,7 +73,7 @@ def struct_fields():
     for pattern in ("/usr/src/linux-headers-*/include/linux/mm_types.h",
                     "/usr/src/linux-headers-*/mm/vma.h"):
         files.extend(sorted(glob.glob(pattern)))
-    for struct, fields in (("vm_area_struct", ("vm_flags",)),
+    for struct, fields in (("vm_area_struct", ("vm_flags", "__vm_flags")),
                            ("vma_merge_struct", ("flags", "vm_flags"))):
         entry = {"found_in": None}
         for path in files:
@@ -86,7 +86,67 @@ def struct_fields():
                 break
         out[struct] = entry
     out["header_files_searched"] = files
+    btf = btf_struct_members(["vm_area_struct", "vma_merge_struct"])
+    out["btf"] = {struct: (None if members is None else {f: f in members for f in fields})
+                  for struct, fields in (("vm_area_struct", ("vm_flags", "__vm_flags", "flags")),
+                                         ("vma_merge_struct", ("flags", "vm_flags")))
+                  for members in [btf[struct]]}
     return out
+
+
+# Extra bytes after the 12-byte common header, per BTF kind (see kernel Documentation/bpf/btf.rst).
+_BTF_EXTRA = {1: lambda v: 4, 3: lambda v: 12, 4: lambda v: 12 * v, 5: lambda v: 12 * v,
+              6: lambda v: 8 * v, 13: lambda v: 8 * v, 14: lambda v: 4, 15: lambda v: 12 * v,
+              17: lambda v: 4, 19: lambda v: 12 * v}
+
+
+def btf_struct_members(wanted, path="/sys/kernel/btf/vmlinux"):
+    """{struct: set of member names (anonymous unions/structs flattened) or None}.
+
+    BTF covers structs private to mm/ (vma_merge_struct lives in mm/vma.h, which
+    Debian's header packages do not ship)."""
+    import struct as st
+    try:
+        with open(path, "rb") as f:
+            data = f.read()
+    except OSError:
+        return {w: None for w in wanted}
+    magic, _ver, _flags, hdr_len, type_off, type_len, str_off, _str_len = st.unpack_from("<HBBIIIII", data)
+    if magic != 0xEB9F:
+        return {w: None for w in wanted}
+    strings = hdr_len + str_off
+
+    def name(off):
+        end = data.index(b"\0", strings + off)
+        return data[strings + off:end].decode()
+
+    types = [None]  # type ids start at 1
+    pos, end = hdr_len + type_off, hdr_len + type_off + type_len
+    while pos < end:
+        name_off, info, _size = st.unpack_from("<III", data, pos)
+        kind, vlen = (info >> 24) & 0x1F, info & 0xFFFF
+        members = None
+        if kind in (4, 5):
+            members = [st.unpack_from("<III", data, pos + 12 + 12 * i)[:2] for i in range(vlen)]
+        types.append((kind, name_off, members))
+        pos += 12 + _BTF_EXTRA.get(kind, lambda v: 0)(vlen)
+
+    def flat(tid, depth=0):
+        kind, _n, members = types[tid]
+        out = set()
+        for m_name, m_type in members or ():
+            if m_name:
+                out.add(name(m_name))
+            elif depth < 5 and types[m_type][0] in (4, 5):  # anonymous struct/union
+                out |= flat(m_type, depth + 1)
+        return out
+
+    result = {w: None for w in wanted}
+    for tid in range(1, len(types)):
+        kind, n, members = types[tid]
+        if kind == 4 and n and name(n) in result and result[name(n)] is None:
+            result[name(n)] = flat(tid)
+    return result
 
 
 def bcc_attach():

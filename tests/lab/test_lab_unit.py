@@ -322,3 +322,28 @@ def test_ext4_image_round_trip(tmp_path: Path) -> None:
     dump_ext4(tmp_path / "d.img", dest)
     assert sorted(p.relative_to(dest).as_posix() for p in dest.rglob("*")) == ["a.txt", "sub", "sub/b.bin"]
     assert (dest / "sub" / "b.bin").read_bytes() == bytes(range(256)) * 64
+
+
+def test_resolution_is_memoised_until_the_lists_change(tmp_path: Path) -> None:
+    from mpxtrace.lab.image import _resolve
+
+    class FakeApt:
+        root = tmp_path
+        version: Optional[float] = 1.0
+        calls = 0
+
+        def lists_version(self) -> Optional[float]:
+            return self.version
+
+        def show(self, name: str) -> Optional[Dict[str, str]]:
+            self.calls += 1
+            return shower(BOOKWORM)(name)
+
+    apt = FakeApt()
+    first = _resolve(KERNELS["6.1"], apt)  # type: ignore[arg-type]
+    calls = apt.calls
+    assert calls > 0 and _resolve(KERNELS["6.1"], apt) == first  # type: ignore[arg-type]
+    assert apt.calls == calls  # served from the memo
+    apt.version = 2.0  # lists refreshed: resolve again
+    assert _resolve(KERNELS["6.1"], apt) == first  # type: ignore[arg-type]
+    assert apt.calls == 2 * calls

@@ -1,0 +1,62 @@
+"""Knowing when the processes given with ``-p`` are gone, so ``trace -p`` ends with them.
+
+The kernel's process connector (cn_proc, through pyroute2) announces every exit as it
+happens; each announcement for a watched pid is confirmed against /proc, so a thread's exit
+is not mistaken for its process's.  Without the connector (CONFIG_PROC_EVENTS unset, not
+root) /proc alone is checked on every poll.
+"""
+from __future__ import annotations
+
+import os
+import select
+from typing import Any, Iterable, Optional, Set
+
+__all__ = ["ExitWatcher"]
+
+
+def _alive(pid: int) -> bool:
+    return os.path.exists(f"/proc/{pid}")
+
+
+class ExitWatcher:
+    def __init__(self, pids: Iterable[int]) -> None:
+        self.watched: Set[int] = set(pids)
+        self.gone: Set[int] = {pid for pid in self.watched if not _alive(pid)}
+        self._sock: Optional[Any] = None
+        try:
+            from pyroute2.netlink.connector.cn_proc import ProcEventSocket
+            sock = ProcEventSocket()
+            sock.bind()
+            sock.control(listen=True)
+            self._sock = sock
+        except Exception:  # noqa: BLE001 - no connector here: fall back to /proc polling
+            self._sock = None
+
+    @property
+    def uses_connector(self) -> bool:
+        return self._sock is not None
+
+    def poll(self) -> Set[int]:
+        """Watched pids found gone since the last call (never blocks)."""
+        suspects: Set[int] = set()
+        if self._sock is None:
+            suspects = self.watched - self.gone
+        else:
+            while select.select([self._sock], [], [], 0)[0]:
+                for msg in self._sock.get():
+                    if msg.get("event") == "PROC_EVENT_EXIT" and msg.get("process_tgid") in self.watched:
+                        suspects.add(int(msg.get("process_tgid")))
+        newly = {pid for pid in suspects if pid not in self.gone and not _alive(pid)}
+        self.gone |= newly
+        return newly
+
+    def all_gone(self) -> bool:
+        return bool(self.watched) and self.gone >= self.watched
+
+    def close(self) -> None:
+        if self._sock is not None:
+            try:
+                self._sock.close()
+            except Exception:  # noqa: BLE001
+                pass
+            self._sock = None

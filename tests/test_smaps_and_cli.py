@@ -1,0 +1,104 @@
+"""smaps parsing against mappings this test makes, and the commands that need no tracing."""
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+
+from click.testing import CliRunner
+
+from mpxtrace import workload
+from mpxtrace.cli import main
+from mpxtrace.eventlog import LogWriter
+from mpxtrace.smaps import flagged_vmas, read_smaps, scan
+from mpxtrace.stats import Session
+
+from helpers import ev, header
+
+A = 0x7F0000000000
+PAGE = 4096
+
+
+def test_scan_sees_exactly_our_noreserve_mappings() -> None:
+    before = sum(v.size for v in flagged_vmas(read_smaps(os.getpid()), ["nr"]))
+    addr = workload.mmap(0, 7, workload.PROT_READ | workload.PROT_WRITE, workload.MAP_NORESERVE)
+    try:
+        vmas = flagged_vmas(read_smaps(os.getpid()), ["nr"])
+        assert sum(v.size for v in vmas) == before + 7 * PAGE
+        assert any(v.start == addr and v.size == 7 * PAGE for v in vmas)
+        (me,) = scan(["nr"], [os.getpid()])
+        assert me.pid == os.getpid() and me.live_bytes == before + 7 * PAGE
+    finally:
+        workload.munmap(addr, 7)
+    assert sum(v.size for v in flagged_vmas(read_smaps(os.getpid()), ["nr"])) == before
+
+
+def test_scan_command_json() -> None:
+    addr = workload.mmap(0, 3, workload.PROT_READ | workload.PROT_WRITE, workload.MAP_NORESERVE)
+    try:
+        result = CliRunner().invoke(main, ["scan", "--flag", "VM_NORESERVE", "-p", str(os.getpid()), "--json"])
+        assert result.exit_code == 0, result.output
+        doc = json.loads(result.output)
+        assert doc["processes"][0]["pid"] == os.getpid()
+        assert any(v["start"] == hex(addr) and v["size"] == 3 * PAGE for v in doc["processes"][0]["vmas"])
+    finally:
+        workload.munmap(addr, 3)
+
+
+def _log(path: Path) -> dict:
+    w = LogWriter(path)
+    session = Session(header())
+    for rec in [header(), ev("map", 10, A, A + 4 * PAGE), ev("unmap", 20, A, A + PAGE), {"type": "end", "ts": 30}]:
+        w.write(rec)
+        if rec["type"] != "header":
+            session.apply(rec)
+    w.close()
+    return session.summary()
+
+
+def test_report_json_equals_the_session_summary(tmp_path: Path) -> None:
+    expected = _log(tmp_path / "run.ndjson")
+    result = CliRunner().invoke(main, ["report", str(tmp_path / "run.ndjson"), "--json"])
+    assert result.exit_code == 0, result.output
+    assert json.loads(result.output) == expected
+
+
+def test_report_text_has_histograms(tmp_path: Path) -> None:
+    _log(tmp_path / "run.ndjson")
+    result = CliRunner().invoke(main, ["report", str(tmp_path / "run.ndjson")])
+    assert result.exit_code == 0
+    assert "@allocation_size:" in result.output and "[16K, 32K)" in result.output
+    assert "@lifetime:" in result.output
+
+
+def test_report_on_bad_input_is_a_clear_error(tmp_path: Path) -> None:
+    bad = tmp_path / "bad"
+    bad.write_text("hello\n")
+    result = CliRunner().invoke(main, ["report", str(bad)])
+    assert result.exit_code == 1 and "not an mpxtrace log header" in result.output
+    missing = CliRunner().invoke(main, ["report", str(tmp_path / "nope")])
+    assert missing.exit_code == 1 and "cannot read" in missing.output
+
+
+def test_trace_refuses_unknown_flag_before_touching_the_kernel() -> None:
+    result = CliRunner().invoke(main, ["trace", "--flag", "VM_BOGUS"])
+    assert result.exit_code == 2 and "unknown flag" in result.output
+
+
+def test_trace_bad_interval() -> None:
+    result = CliRunner().invoke(main, ["trace", "--flag", "lo", "--", "-1"])
+    assert result.exit_code == 2
+
+
+def test_trace_on_a_host_that_cannot_trace_says_why_and_what_to_do() -> None:
+    from mpxtrace.doctor import blocking_problems, run_checks
+    from mpxtrace.kernel.features import probe_kernel
+    problems = blocking_problems(run_checks(probe_kernel()))
+    result = CliRunner().invoke(main, ["trace", "--flag", "VM_LOCKED", "1"])
+    if problems:  # this CI host: lockdown / no kprobes / no headers
+        assert result.exit_code == 1
+        for check in problems:
+            assert check.name in result.output
+        assert "mpxtrace lab -- trace" in result.output
+    else:  # a host that can trace gets past the checks (and fails later only without root/BCC)
+        assert "cannot trace on this machine" not in result.output
