@@ -53,6 +53,11 @@ def run_here(args: Sequence[str], workload: bool = True, delay: float = 1.0) -> 
             return 1
 
 
+def _echo(line: str) -> None:
+    sys.stdout.write(line)
+    sys.stdout.flush()
+
+
 def run_in_lab(kernel: str, args: Sequence[str], workload: bool = True, timeout: float = 900.0) -> int:
     from .lab import LabError, run_in_guest
     project = Path(__file__).resolve().parent.parent
@@ -60,7 +65,7 @@ def run_in_lab(kernel: str, args: Sequence[str], workload: bool = True, timeout:
     print(f"mpxtrace lab: booting Debian's {kernel} kernel under QEMU to run: mpxtrace {' '.join(args)}",
           file=sys.stderr, flush=True)
     try:
-        result = run_in_guest(kernel, command, project_dir=project, timeout=timeout, echo=True)
+        result = run_in_guest(kernel, command, project_dir=project, timeout=timeout, echo=_echo)
     except LabError as err:
         print(f"mpxtrace lab: {err}", file=sys.stderr)
         return 125

@@ -199,7 +199,7 @@ class Model:
             self._by_mm.pop(int(rec["mm"]), None)
             return
         start, end, flags = int(rec["start"]), int(rec["end"]), int(rec["flags"])
-        ext: Optional[Tuple[int, int]] = tuple(rec["ext"]) if "ext" in rec else None  # type: ignore[assignment]
+        ext: Optional[Tuple[int, int]] = (int(rec["ext"][0]), int(rec["ext"][1])) if "ext" in rec else None
         if kind == "map":
             self._release(space, start, end, ts)
             self._add(space, start, end, flags, "mmap", ts)

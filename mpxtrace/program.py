@@ -27,7 +27,7 @@ class BccMissing(Exception):
 def import_bcc() -> Any:
     """Debian's BCC bindings (package python3-bpfcc), never PyPI's unrelated `bcc`."""
     try:
-        import bcc  # type: ignore[import-not-found,import-untyped]
+        import bcc
     except ImportError:
         raise BccMissing(
             "the BCC Python bindings are not importable. Install Debian's python3-bpfcc "

@@ -33,23 +33,24 @@ class SmapsVma:
 
 def parse_smaps(text: str) -> List[SmapsVma]:
     vmas: List[SmapsVma] = []
-    cur: Optional[Dict[str, object]] = None
+    head: Optional[re.Match[str]] = None
+    rss = 0
+    flags: List[str] = []
 
     def finish() -> None:
-        if cur is not None:
-            vmas.append(SmapsVma(int(cur["start"]), int(cur["end"]), str(cur["perms"]), int(cur["offset"]),  # type: ignore[arg-type]
-                                 str(cur["path"]), int(cur.get("rss", 0)), frozenset(cur.get("flags", ()))))  # type: ignore[arg-type]
+        if head is not None:
+            vmas.append(SmapsVma(int(head.group(1), 16), int(head.group(2), 16), head.group(3),
+                                 int(head.group(4), 16), head.group(5), rss, frozenset(flags)))
 
     for line in text.splitlines():
         m = _HEADER.match(line)
         if m:
             finish()
-            cur = {"start": int(m.group(1), 16), "end": int(m.group(2), 16), "perms": m.group(3),
-                   "offset": int(m.group(4), 16), "path": m.group(5)}
-        elif cur is not None and line.startswith("VmFlags:"):
-            cur["flags"] = line.split()[1:]
-        elif cur is not None and line.startswith("Rss:"):
-            cur["rss"] = int(line.split()[1])
+            head, rss, flags = m, 0, []
+        elif head is not None and line.startswith("VmFlags:"):
+            flags = line.split()[1:]
+        elif head is not None and line.startswith("Rss:"):
+            rss = int(line.split()[1])
     finish()
     return vmas
 

@@ -7,9 +7,12 @@ import shutil
 import struct
 import subprocess
 from pathlib import Path
-from typing import Iterable, Tuple
+from typing import TYPE_CHECKING, Iterable, Optional, Tuple
 
 from .errors import LabError
+
+if TYPE_CHECKING:
+    from .steplog import StepLog
 
 SECTOR = 512
 PART_START = 2048  # 1 MiB alignment, as fdisk does
@@ -46,7 +49,7 @@ def partuuid(signature: int) -> str:
 
 
 def make_ext4(src: Path, image: Path, label: str, size: int, *, partition_signature: int | None = None,
-              inodes: int | None = None, features: str | None = None, log=None) -> None:
+              inodes: int | None = None, features: str | None = None, log: Optional["StepLog"] = None) -> None:
     """Create a sparse ext4 image of `size` bytes filled from `src`.
 
     With partition_signature the filesystem goes into partition 1 of an MBR disk.

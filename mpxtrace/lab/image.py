@@ -22,7 +22,7 @@ import time
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Callable, Dict, Iterator, List, Optional
+from typing import Any, Callable, Dict, Iterator, List, Optional, Tuple
 
 from . import guest
 from .aptstate import KEYRING, AptState, sources_lines
@@ -173,7 +173,7 @@ def _chroot(log: StepLog, step: str, root: Path, script: str) -> None:
                    "sh", "-c", _CHROOT_SH, "mpxlab-chroot", str(root), script], env=_CHROOT_ENV)
 
 
-def _configure_apt(spec: KernelSpec, root: Path, mirrors: tuple) -> None:
+def _configure_apt(spec: KernelSpec, root: Path, mirrors: Tuple[str, str]) -> None:
     apt_dir = root / "etc/apt"
     (apt_dir / "sources.list").write_text("\n".join(sources_lines(spec, mirrors)) + "\n")
     conf = ['APT::Install-Recommends "false";', 'APT::Install-Suggests "false";',
@@ -198,7 +198,7 @@ def _safe_rmtree(root: Path) -> None:
     shutil.rmtree(root, ignore_errors=True)
 
 
-def _build(spec: KernelSpec, r: Resolved, final: Path, mirrors: tuple,
+def _build(spec: KernelSpec, r: Resolved, final: Path, mirrors: Tuple[str, str],
            progress: Callable[[str], None]) -> Image:
     kdir = final.parent
     for stale in kdir.glob(".build-*"):  # we hold the lock: these are interrupted builds

@@ -7,7 +7,8 @@ import re
 import signal
 import subprocess
 from pathlib import Path
-from typing import List, Sequence, Tuple
+import time
+from typing import Callable, List, Optional, Sequence, Tuple
 
 QEMU = "qemu-system-x86_64"
 
@@ -59,17 +60,28 @@ def qemu_argv(vmlinuz: Path, rootfs: Path, root_partuuid: str, init: str,
     return argv
 
 
-def run_qemu(argv: Sequence[str], console_log: Path, stderr_log: Path, timeout: float) -> Tuple[int, bool]:
+def run_qemu(argv: Sequence[str], console_log: Path, stderr_log: Path, timeout: float,
+             on_tick: Optional[Callable[[], None]] = None) -> Tuple[int, bool]:
     """Run argv under `timeout`: serial console to console_log, QEMU's own messages to
     stderr_log (kept apart so they never mix into the guest's output).
     Returns (status, timed_out)."""
     wrapped = ["timeout", "--kill-after=10", f"{max(1.0, timeout):.0f}s", *argv]
     with open(console_log, "wb") as log, open(stderr_log, "wb") as err:
         proc = subprocess.Popen(wrapped, stdin=subprocess.DEVNULL, stdout=log, stderr=err)
+        deadline = time.monotonic() + timeout + 30
         try:
-            status = proc.wait(timeout=timeout + 30)
-        except subprocess.TimeoutExpired:
-            status = 124
+            while True:  # on_tick lets the caller follow the console live
+                try:
+                    status = proc.wait(timeout=0.2)
+                    break
+                except subprocess.TimeoutExpired:
+                    if on_tick is not None:
+                        on_tick()
+                    if time.monotonic() > deadline:
+                        status = 124
+                        break
+            if on_tick is not None:
+                on_tick()
         finally:
             if proc.poll() is None:
                 # `timeout` made itself a process-group leader with QEMU inside: kill the group.

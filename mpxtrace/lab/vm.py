@@ -9,7 +9,7 @@ import tempfile
 import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Dict, List, Optional, Sequence
+from typing import Callable, Dict, List, Optional, Sequence
 
 from . import guest
 from .disks import dump_ext4, make_ext4, stage_tree, tree_size
@@ -74,13 +74,43 @@ def _diagnose(console: str, timed_out: bool, timeout: float, log: Path) -> str:
     return f"{why}; see the console log {log}"
 
 
+class _ConsoleEcho:
+    """Follows the console log while QEMU runs and passes on the command's output lines."""
+
+    def __init__(self, path: Path, markers: "guest.Markers", sink: Callable[[str], None]) -> None:
+        self.path, self.markers, self.sink = path, markers, sink
+        self.offset = 0
+        self.partial = ""
+        self.state = "before"
+
+    def __call__(self) -> None:
+        try:
+            with open(self.path, "rb") as fh:
+                fh.seek(self.offset)
+                chunk = fh.read()
+        except OSError:
+            return
+        self.offset += len(chunk)
+        lines = (self.partial + chunk.decode("utf-8", "replace").replace("\r", "")).split("\n")
+        self.partial = lines.pop()
+        for line in lines:
+            if self.state == "before" and line == self.markers.begin:
+                self.state = "body"
+            elif self.state == "body" and line == self.markers.end:
+                self.state = "done"
+            elif self.state == "body":
+                self.sink(line + "\n")
+
+
 def run_in_guest(kernel: str, argv: Sequence[str], *, project_dir: Path, timeout: float = 600,
-                 env: Optional[Dict[str, str]] = None, out_dir: Optional[Path] = None) -> GuestResult:
+                 env: Optional[Dict[str, str]] = None, out_dir: Optional[Path] = None,
+                 echo: Optional[Callable[[str], None]] = None) -> GuestResult:
     """Run argv in a fresh boot of lab kernel `kernel` (building its image if needed).
 
     In the guest: root, cwd /mnt/project (project_dir, read-only), PYTHONPATH
     /mnt/project:/opt/mpxtrace-deps, debugfs/tracefs mounted, `ulimit -l unlimited`.
     Files the command writes under /mnt/out are copied to out_dir afterwards.
+    `echo` receives the command's output line by line while it runs (for live display).
     `timeout` bounds the boot+run; the one-time image build is not counted.
     """
     spec = get_kernel(kernel)
@@ -116,7 +146,8 @@ def run_in_guest(kernel: str, argv: Sequence[str], *, project_dir: Path, timeout
         (run / "qemu.argv").write_text("\n".join(cmd) + "\n")
         start = time.monotonic()
         qemu_stderr = run / "qemu.stderr"
-        status, timed_out = run_qemu(cmd, console_log, qemu_stderr, timeout)
+        status, timed_out = run_qemu(cmd, console_log, qemu_stderr, timeout,
+                                     _ConsoleEcho(console_log, markers, echo) if echo else None)
         seconds = time.monotonic() - start
 
         console = console_log.read_text(errors="replace")
