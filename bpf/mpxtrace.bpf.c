@@ -119,6 +119,20 @@ static __always_inline int is_tracked(u64 mm)
 }
 
 /* ---- the event stream -------------------------------------------------------------- */
+static __always_inline void submit(void *ctx, struct mpxtrace_event *e)
+{
+#ifdef USE_RINGBUF
+	if (events.ringbuf_output(e, sizeof(*e), 0) != 0)
+		counters.increment(CNT_LOST_SUBMIT);
+	else
+		counters.increment(CNT_EMITTED);
+#else
+	/* perf buffer losses are reported to user space by its lost callback */
+	events.perf_submit(ctx, e, sizeof(*e));
+	counters.increment(CNT_EMITTED);
+#endif
+}
+
 static __always_inline void emit(void *ctx, u32 kind, u64 mm, u64 start, u64 end, u64 flags,
 				 u64 ext_start, u64 ext_end, u64 aux, u64 aux2)
 {
@@ -151,16 +165,7 @@ static __always_inline void emit(void *ctx, u32 kind, u64 mm, u64 start, u64 end
 		u8 one = 1;
 		tracked.update(&mm, &one);
 	}
-#ifdef USE_RINGBUF
-	if (events.ringbuf_output(&e, sizeof(e), 0) != 0)
-		counters.increment(CNT_LOST_SUBMIT);
-	else
-		counters.increment(CNT_EMITTED);
-#else
-	/* perf buffer losses are reported to user space by its lost callback */
-	events.perf_submit(ctx, &e, sizeof(e));
-	counters.increment(CNT_EMITTED);
-#endif
+	submit(ctx, &e);
 }
 
 /* ---- per-thread frames ---------------------------------------------------------------- */
@@ -429,11 +434,20 @@ static __always_inline int on_fork_vma(void *ctx, u64 vma, u64 pvma)
 /* wake_up_new_task(p): names the process behind a forked address space we follow. */
 static __always_inline int on_new_task(void *ctx, u64 task)
 {
-	u64 mm = read_u64(task, OFF_TASK_MM);
-	if (!mm || !is_tracked(mm))
-		return 0;
 	u32 pid = read_u32(task, OFF_TASK_PID), tgid = read_u32(task, OFF_TASK_TGID);
 	if (pid != tgid)
+		return 0; /* a new thread: same process, same mm */
+#ifdef PID_FILTER
+	/* -p follows the children of the processes it was given */
+	u32 parent = bpf_get_current_pid_tgid() >> 32;
+	if (pids.lookup(&parent)) {
+		u8 one = 1;
+		pids.update(&tgid, &one);
+	}
+#endif
+	u64 mm = read_u64(task, OFF_TASK_MM);
+	/* vfork/CLONE_VM children run in their parent's address space: it stays the parent's */
+	if (!mm || mm == current_mm() || !is_tracked(mm))
 		return 0;
 	struct mpxtrace_event e = {};
 	e.ts_ns = bpf_ktime_get_ns();
@@ -442,15 +456,7 @@ static __always_inline int on_new_task(void *ctx, u64 task)
 	e.tgid = tgid;
 	e.tid = pid;
 	bpf_probe_read(&e.comm, sizeof(e.comm), (void *)(task + OFF_TASK_COMM));
-#ifdef USE_RINGBUF
-	if (events.ringbuf_output(&e, sizeof(e), 0) != 0)
-		counters.increment(CNT_LOST_SUBMIT);
-	else
-		counters.increment(CNT_EMITTED);
-#else
-	events.perf_submit(ctx, &e, sizeof(e));
-	counters.increment(CNT_EMITTED);
-#endif
+	submit(ctx, &e);
 	return 0;
 }
 

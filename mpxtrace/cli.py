@@ -4,6 +4,7 @@ from __future__ import annotations
 import json
 import os
 import sys
+import time
 from pathlib import Path
 from typing import Any, Dict, List, Optional, Sequence, Tuple
 
@@ -89,7 +90,9 @@ def trace(flag: Tuple[str, ...], mask: Optional[str], pids: Tuple[int, ...], log
     tracked = _tracked(flag, mask)
     if os.geteuid() == 0:
         mount_pseudo_filesystems()
+    probe_started = time.monotonic()
     features = probe_kernel()
+    probe_seconds = time.monotonic() - probe_started
     problems = blocking_problems(run_checks(features))
     if problems and not ebpf:
         lines = [f"mpxtrace cannot trace on this machine ({features.release}):"]
@@ -156,12 +159,13 @@ def trace(flag: Tuple[str, ...], mask: Optional[str], pids: Tuple[int, ...], log
     if not as_json:
         attaches = ", ".join(f"{a.symbol}({a.mode})" for a in tracer._program.config.plan.attaches)  # type: ignore[union-attr]
         click.echo(f"Tracing {tracked.describe()} on {features.release} [{tracer._program.config.buffer} buffer; "  # type: ignore[union-attr]
-                   f"{attaches}]. Ctrl-C to end.", err=True)
+                   f"{attaches}; ready in {probe_seconds + tracer.load_seconds:.1f} s]. Ctrl-C to end.", err=True)
     else:
         _print_json({"type": "attached", "flags": tracked.to_json(), "kernel": features.release,
                      "buffer": tracer._program.config.buffer,  # type: ignore[union-attr]
                      "attach": [a.__dict__ for a in tracer._program.config.plan.attaches],  # type: ignore[union-attr]
-                     "missing": [h for h, _ in tracer._program.config.plan.missing]})  # type: ignore[union-attr]
+                     "missing": [h for h, _ in tracer._program.config.plan.missing],  # type: ignore[union-attr]
+                     "startup_s": {"probe": round(probe_seconds, 2), "compile_load_attach": round(tracer.load_seconds, 2)}})
     if ready_file is not None:
         from .eventlog import open_private
         open_private(ready_file).close()
@@ -170,7 +174,6 @@ def trace(flag: Tuple[str, ...], mask: Optional[str], pids: Tuple[int, ...], log
 
 
 def _clock() -> str:
-    import time
     return time.strftime("%H:%M:%S")
 
 

@@ -177,12 +177,17 @@ class Model:
                 seeded.mm = mm
                 space = seeded
             else:
-                space = AddressSpace(mm, tgid if rec.get("owner") else 0, str(rec.get("comm", "")) if rec.get("owner") else "")
+                owned = bool(rec.get("owner")) and kind != "fork"
+                space = AddressSpace(mm, tgid if owned else 0, str(rec.get("comm", "")) if owned else "")
                 self.spaces.append(space)
             self._by_mm[mm] = space
-        if rec.get("owner") and kind not in ("fork",):
-            space.pid = tgid
-            space.comm = str(rec.get("comm", space.comm))
+        if rec.get("owner") and kind != "fork":
+            # An address space belongs to the first process seen running in it: a vfork child
+            # borrowing its parent's until exec does not take it over.
+            if not space.pid:
+                space.pid = tgid
+            if tgid == space.pid:
+                space.comm = str(rec.get("comm", space.comm))
         return space
 
     def _event(self, rec: Record) -> None:
@@ -190,8 +195,9 @@ class Model:
         kind = rec["kind"]
         ts = int(rec["ts"])
         if kind == "task":
-            space.pid = int(rec["tgid"])
-            space.comm = str(rec.get("comm", space.comm))
+            if not space.pid:
+                space.pid = int(rec["tgid"])
+                space.comm = str(rec.get("comm", space.comm))
             return
         if kind == "mm_exit":
             self._release(space, 0, 1 << 64, ts)

@@ -80,6 +80,7 @@ class Tracer:
     _log: Optional[LogWriter] = None
     _counters: List[int] = field(default_factory=list)
     _seeded_pids: Set[int] = field(default_factory=set)
+    load_seconds: float = 0.0  # BCC compile + load + attach
     _stop: bool = False
     _snapshot_requested: bool = False
 
@@ -89,7 +90,9 @@ class Tracer:
                               self.options.pids, self.kfunc_supported, self.ringbuf_supported, self.options.offsets)
         if self.options.log is not None:
             self._log = LogWriter(self.options.log)  # fail before the slow compile
+        started = time.monotonic()
         self._program = load_program(config)
+        self.load_seconds = time.monotonic() - started
         self._program.open_buffer(self._on_raw, self._on_perf_lost)
         self._counters = [0] * len(COUNTERS)
         header = make_header(self.options, config, self.features, time.monotonic_ns())

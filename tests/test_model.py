@@ -220,3 +220,13 @@ def test_seed_with_known_mm_is_bound_at_once() -> None:
     m.apply(ev("unmap", 5, A, A + PAGE, mm=MM, tgid=999, owner=False))  # freed from another task's context
     (s,) = m.spaces
     assert s.mm == MM and s.pid == 100 and s.live_bytes == 3 * PAGE and s.freed_bytes == PAGE
+
+
+def test_vfork_child_does_not_take_over_its_parents_address_space() -> None:
+    m = Model(MASK)
+    m.apply(ev("map", 1, A, A + PAGE, tgid=100, comm="parent"))
+    # the vfork child runs in the parent's mm until it execs
+    m.apply(ev("task", 2, mm=MM, tgid=120, owner=False, comm="parent"))
+    m.apply(ev("map", 3, A + 4 * PAGE, A + 5 * PAGE, tgid=120, comm="child"))
+    (s,) = m.spaces
+    assert (s.pid, s.comm, s.live_bytes) == (100, "parent", 2 * PAGE)

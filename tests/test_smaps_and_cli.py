@@ -5,6 +5,7 @@ import json
 import os
 from pathlib import Path
 
+import pytest
 from click.testing import CliRunner
 
 from mpxtrace import workload
@@ -102,3 +103,21 @@ def test_trace_on_a_host_that_cannot_trace_says_why_and_what_to_do() -> None:
         assert "mpxtrace lab -- trace" in result.output
     else:  # a host that can trace gets past the checks (and fails later only without root/BCC)
         assert "cannot trace on this machine" not in result.output
+
+
+def test_default_mpx_profile_without_mpx_points_to_flag() -> None:
+    from mpxtrace.flags import resolve_mpx
+    if resolve_mpx().available:
+        pytest.skip("this kernel has MPX (3.19-5.5): the default profile is valid here")
+    result = CliRunner().invoke(main, ["trace"])
+    assert result.exit_code == 2
+    assert "no MPX bounds-table flag" in result.output and "--flag VM_LOCKED" in result.output
+
+
+def test_doctor_json_lists_every_hook_and_exit_status_matches() -> None:
+    result = CliRunner().invoke(main, ["doctor", "--json"])
+    doc = json.loads(result.output)
+    names = {c["name"] for c in doc["checks"]}
+    assert {"lockdown", "kprobes", "btf", "fentry", "ring_buffer", "kernel_headers", "mpx", "plan"} <= names
+    assert {n for n in names if n.startswith("hook:")} >= {"hook:mmap", "hook:free", "hook:split", "hook:merge"}
+    assert result.exit_code == (0 if doc["can_trace"] else 1)

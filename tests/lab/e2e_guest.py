@@ -77,25 +77,41 @@ def traced(snapshot: Dict[str, Any], pid: int) -> Tuple[int, int]:
     return (sum(p["live_bytes"] for p in live), sum(p["live_vmas"] for p in live))
 
 
-def run_mode(flag: str, create: str, role: str, attach: str, buffer: str) -> Dict[str, Any]:
-    tag = f"{flag}-{role}-{attach}-{buffer}"
+def run_mode(flag: str, create: str, role: str, attach: str, buffer: str, pid_filter: bool = False) -> Dict[str, Any]:
+    """Trace the workload and compare with smaps at each CHECK.  With pid_filter the workload
+    starts first (its first mapping is then seeded from smaps) and is traced with -p; the
+    tracer must end by itself when it exits."""
+    tag = f"{flag}-{role}-{attach}-{buffer}" + ("-p" if pid_filter else "")
     log = f"/tmp/trace-{tag}.ndjson"
     err = open(f"/mnt/out/tracer-{tag}.stderr" if os.path.isdir("/mnt/out") else f"/tmp/tracer-{tag}.stderr", "w")
+    result: Dict[str, Any] = {"flag": flag, "role": role, "attach": attach, "buffer": buffer,
+                              "pid_filter": pid_filter, "checks": []}
+    wl_cmd = [sys.executable, "-m", "mpxtrace.workload", "--flag", create, "--role", role, "--pause"]
+    wl = None
+    first_line = None
+    if pid_filter:
+        wl = subprocess.Popen(wl_cmd, stdin=subprocess.PIPE, stdout=subprocess.PIPE, universal_newlines=True)
+        first_line = wl.stdout.readline()  # type: ignore[union-attr]  # blocked at its first CHECK
     started = time.monotonic()
-    tracer = subprocess.Popen([sys.executable, "-m", "mpxtrace", "trace", "--flag", flag, "--json", "--log", log,
-                               "--attach", attach, "--buffer", buffer], stdout=subprocess.PIPE, stderr=err,
-                              universal_newlines=True)
+    cmd = [sys.executable, "-m", "mpxtrace", "trace", "--flag", flag, "--json", "--log", log, "--attach", attach,
+           "--buffer", buffer] + (["-p", str(wl.pid)] if wl is not None else [])
+    tracer = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=err, universal_newlines=True)
     out = Lines(tracer.stdout)
-    result: Dict[str, Any] = {"flag": flag, "role": role, "attach": attach, "buffer": buffer, "checks": []}
     try:
-        attached = out.next_json("attached", 300)
-        result["attached"] = attached
+        result["attached"] = out.next_json("attached", 300)
         result["startup_s"] = round(time.monotonic() - started, 2)
-        wl = subprocess.Popen([sys.executable, "-m", "mpxtrace.workload", "--flag", create, "--role", role,
-                               "--pause"], stdin=subprocess.PIPE, stdout=subprocess.PIPE, universal_newlines=True)
+        if wl is None:
+            wl = subprocess.Popen(wl_cmd, stdin=subprocess.PIPE, stdout=subprocess.PIPE, universal_newlines=True)
         pids = set()
         assert wl.stdout is not None and wl.stdin is not None
-        for line in wl.stdout:
+
+        def lines() -> Any:
+            if first_line:
+                yield first_line
+            for line in wl.stdout:  # type: ignore[union-attr]
+                yield line
+
+        for line in lines():
             if not line.startswith("CHECK "):
                 continue
             _, name, pid_list = line.split()
@@ -112,13 +128,20 @@ def run_mode(flag: str, create: str, role: str, attach: str, buffer: str) -> Dic
             wl.stdin.write("\n")
             wl.stdin.flush()
         result["workload_exit"] = wl.wait()
-        time.sleep(0.2)
-        tracer.send_signal(signal.SIGUSR1)
-        final = out.next_json("snapshot", 60)
-        result["left_live"] = [p for p in final["processes"] if p["pid"] in pids and not p["exited"]
-                               and p["live_bytes"]]
-        tracer.send_signal(signal.SIGINT)
-        summary = out.next_json("summary", 60)
+        if pid_filter:  # the tracer ends by itself once its target is gone
+            result["targets_exited"] = out.next_json("targets_exited", 30)
+            summary = out.next_json("summary", 60)
+            result["traced_pids"] = sorted({p["pid"] for p in summary["processes"]})
+            result["workload_pids"] = sorted(pids)
+            result["seeded_bytes"] = sum(p["seeded_bytes"] for p in summary["processes"])
+        else:
+            time.sleep(0.2)
+            tracer.send_signal(signal.SIGUSR1)
+            final = out.next_json("snapshot", 60)
+            result["left_live"] = [p for p in final["processes"] if p["pid"] in pids and not p["exited"]
+                                   and p["live_bytes"]]
+            tracer.send_signal(signal.SIGINT)
+            summary = out.next_json("summary", 60)
         result["tracer_exit"] = tracer.wait(60)
         replay = subprocess.run([sys.executable, "-m", "mpxtrace", "report", log, "--json"],
                                 stdout=subprocess.PIPE, universal_newlines=True, timeout=120)
@@ -135,9 +158,18 @@ def run_mode(flag: str, create: str, role: str, attach: str, buffer: str) -> Dic
         except OSError:
             pass
     finally:
-        if tracer.poll() is None:
-            tracer.kill()
+        for proc in (tracer, wl):
+            if proc is not None and proc.poll() is None:
+                proc.kill()
     return result
+
+
+def run_demo() -> Dict[str, Any]:
+    """`mpxtrace lab`'s guest side: the tracer with interval reports beside the workload."""
+    started = time.monotonic()
+    proc = subprocess.run([sys.executable, "-m", "mpxtrace.demo", "--", "trace", "--flag", "VM_NORESERVE", "1"],
+                          stdout=subprocess.PIPE, stderr=subprocess.STDOUT, universal_newlines=True, timeout=600)
+    return {"exit": proc.returncode, "output": proc.stdout[-20000:], "seconds": round(time.monotonic() - started, 1)}
 
 
 def main() -> int:
@@ -156,6 +188,7 @@ def main() -> int:
         report["bcc"] = None
     for mode in modes:
         report["runs"].append(run_mode(**mode))
+    report["demo"] = run_demo()
     print(MARK)
     print(json.dumps(report))
     print(MARK)

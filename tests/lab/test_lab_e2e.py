@@ -24,6 +24,9 @@ MODES: List[Dict[str, str]] = [
     {"flag": "VM_NORESERVE", "create": "noreserve", "role": "lifecycle", "attach": "kprobe", "buffer": "perf"},
     # flag set at creation by MAP_LOCKED, and changed in place by mlock/munlock
     {"flag": "VM_LOCKED", "create": "locked", "role": "all", "attach": "auto", "buffer": "auto"},
+    # -p: the workload starts first (seeded from smaps), the tracer ends when it exits
+    {"flag": "VM_NORESERVE", "create": "noreserve", "role": "lifecycle", "attach": "auto", "buffer": "auto",
+     "pid_filter": True},
 ]
 
 _reports: Dict[str, Dict[str, Any]] = {}
@@ -44,7 +47,8 @@ def guest_report(kernel: str, tmp_path_factory: pytest.TempPathFactory) -> Dict[
 
 def _run(report: Dict[str, Any], mode: Dict[str, str]) -> Dict[str, Any]:
     for run in report["runs"]:
-        if all(run[k] == mode[k] for k in ("flag", "role", "attach", "buffer")):
+        if all(run[k] == mode[k] for k in ("flag", "role", "attach", "buffer")) and \
+                run.get("pid_filter", False) == mode.get("pid_filter", False):
             assert "error" not in run, f"{run['error']}\n{run.get('stderr_tail', '')}\nconsole {report['_console']}"
             return run
     raise AssertionError(f"mode {mode} did not run")
@@ -61,7 +65,8 @@ def test_doctor_in_guest_reports_kprobes_usable(kernel: str, tmp_path_factory: p
 
 
 @pytest.mark.lab
-@pytest.mark.parametrize("mode", MODES, ids=lambda m: f"{m['flag']}-{m['role']}-{m['attach']}-{m['buffer']}")
+@pytest.mark.parametrize("mode", MODES, ids=lambda m: f"{m['flag']}-{m['role']}-{m['attach']}-{m['buffer']}"
+                         + ("-p" if m.get("pid_filter") else ""))
 @pytest.mark.parametrize("kernel", KERNELS)
 def test_live_bytes_and_vmas_match_smaps(kernel: str, mode: Dict[str, str],
                                          tmp_path_factory: pytest.TempPathFactory) -> None:
@@ -79,7 +84,12 @@ def test_live_bytes_and_vmas_match_smaps(kernel: str, mode: Dict[str, str],
     assert mismatches == [], f"tracer vs smaps [live_bytes, live_vmas]: {mismatches}"
     assert any(c["smaps"][p][0] > 0 for c in run["checks"] for p in c["smaps"]), "the flag never showed in smaps"
     assert run["workload_exit"] == 0
-    assert run["left_live"] == [], "flagged memory still live after every workload process exited"
+    if mode.get("pid_filter"):
+        assert run["checks"][0]["name"] == "create" and run["seeded_bytes"] > 0, "pre-existing mapping not seeded"
+        assert run["targets_exited"]["pids"] and run["tracer_exit"] == 0
+        assert set(run["traced_pids"]) <= set(run["workload_pids"]), "-p let other processes through"
+    else:
+        assert run["left_live"] == [], "flagged memory still live after every workload process exited"
     assert run["summary"]["lost_events"] == 0
     assert run["summary"]["anomalies"] == []
     assert run["summary"]["complete"] is True
@@ -94,3 +104,15 @@ def test_log_replays_to_identical_summary(kernel: str, tmp_path_factory: pytest.
         assert run["tracer_exit"] == 0 and run["replay_exit"] == 0
         assert run["replay_identical"] is True, mode
         assert run["log_mode"] == "0o600"
+
+
+@pytest.mark.lab
+@pytest.mark.parametrize("kernel", KERNELS)
+def test_lab_demo_shows_interval_reports_and_summary(kernel: str, tmp_path_factory: pytest.TempPathFactory) -> None:
+    demo = guest_report(kernel, tmp_path_factory)["demo"]
+    out = demo["output"]
+    assert demo["exit"] == 0, out[-3000:]
+    assert out.count("PID COMM") >= 3, "fewer than three interval reports"
+    assert "mpxtrace summary: VM_NORESERVE" in out and "@allocation_size:" in out and "@lifetime:" in out
+    summary_line = next(line for line in out.splitlines() if line.startswith("live "))
+    assert " 0 allocations" not in summary_line
