@@ -418,8 +418,9 @@ static __always_inline int on_exit_mmap_exit(void *ctx)
 	return 0;
 }
 
-/* fork: dup_mmap() hands every copied VMA to anon_vma_fork(child_vma, parent_vma). */
-static __always_inline int on_fork_vma(void *ctx, u64 vma, u64 pvma)
+/* fork: dup_mmap() runs in the parent and hands every copied VMA to dup_userfaultfd(child_vma, ..)
+ * (anon_vma_fork() where userfaultfd is compiled out, which misses VM_WIPEONFORK copies). */
+static __always_inline int on_fork_vma(void *ctx, u64 vma)
 {
 	struct vma_view v = {};
 	read_vma(vma, &v);
@@ -427,7 +428,7 @@ static __always_inline int on_fork_vma(void *ctx, u64 vma, u64 pvma)
 	v.flags &= ~(0x2000ULL | 0x80000ULL);
 	if (!(v.flags & TRACK_MASK))
 		return 0;
-	emit(ctx, EV_FORK, v.mm, v.start, v.end, v.flags, 0, 0, read_u64(pvma, OFF_VMA_MM), 0);
+	emit(ctx, EV_FORK, v.mm, v.start, v.end, v.flags, 0, 0, current_mm(), 0);
 	return 0;
 }
 
@@ -495,7 +496,7 @@ int kr_copy_vma(struct pt_regs *ctx) { return on_copy_exit(ctx, PT_REGS_RC(ctx))
 int kp_free(struct pt_regs *ctx) { return on_free(ctx, KARG(1)); }
 int kp_exit_mmap(struct pt_regs *ctx) { return on_exit_mmap_enter(KARG(1)); }
 int kr_exit_mmap(struct pt_regs *ctx) { return on_exit_mmap_exit(ctx); }
-int kp_fork_vma(struct pt_regs *ctx) { return on_fork_vma(ctx, KARG(1), KARG(2)); }
+int kp_fork_vma(struct pt_regs *ctx) { return on_fork_vma(ctx, KARG(ARG_FORK_VMA)); }
 int kp_new_task(struct pt_regs *ctx) { return on_new_task(ctx, KARG(1)); }
 int kp_seed_mm(struct pt_regs *ctx) { return on_task_statm(KARG(ARG_SEED_MM)); }
 
@@ -545,8 +546,11 @@ KFUNC_PROBE(vm_area_free, FARGS(NARGS_vm_area_free)) { return on_free(ctx, a1); 
 KFUNC_PROBE(exit_mmap, FARGS(NARGS_exit_mmap)) { return on_exit_mmap_enter(a1); }
 KRETFUNC_PROBE(exit_mmap, FARGS(NARGS_exit_mmap)) { return on_exit_mmap_exit(ctx); } /* void: no ret */
 #endif
+#ifdef FENTRY_dup_userfaultfd
+KFUNC_PROBE(dup_userfaultfd, FARGS(NARGS_dup_userfaultfd)) { return on_fork_vma(ctx, FARG(ARG_FORK_VMA)); }
+#endif
 #ifdef FENTRY_anon_vma_fork
-KFUNC_PROBE(anon_vma_fork, FARGS(NARGS_anon_vma_fork)) { return on_fork_vma(ctx, a1, a2); }
+KFUNC_PROBE(anon_vma_fork, FARGS(NARGS_anon_vma_fork)) { return on_fork_vma(ctx, FARG(ARG_FORK_VMA)); }
 #endif
 #ifdef FENTRY_task_statm
 KFUNC_PROBE(task_statm, FARGS(NARGS_task_statm)) { return on_task_statm(FARG(ARG_SEED_MM)); }

@@ -15,13 +15,20 @@ __all__ = ["ExitWatcher"]
 
 
 def _alive(pid: int) -> bool:
-    return os.path.exists(f"/proc/{pid}")
+    """Running, as opposed to gone or a zombie (which has released its memory already)."""
+    try:
+        with open(f"/proc/{pid}/stat") as fh:
+            state = fh.read().rsplit(")", 1)[1].split()[0]
+    except (OSError, IndexError):
+        return False
+    return state not in ("Z", "X")
 
 
 class ExitWatcher:
     def __init__(self, pids: Iterable[int]) -> None:
         self.watched: Set[int] = set(pids)
         self.gone: Set[int] = {pid for pid in self.watched if not _alive(pid)}
+        self._suspects: Set[int] = set()
         self._sock: Optional[Any] = None
         try:
             from pyroute2.netlink.connector.cn_proc import ProcEventSocket
@@ -38,15 +45,16 @@ class ExitWatcher:
 
     def poll(self) -> Set[int]:
         """Watched pids found gone since the last call (never blocks)."""
-        suspects: Set[int] = set()
         if self._sock is None:
-            suspects = self.watched - self.gone
+            self._suspects = self.watched - self.gone
         else:
             while select.select([self._sock], [], [], 0)[0]:
                 for msg in self._sock.get():
                     if msg.get("event") == "PROC_EVENT_EXIT" and msg.get("process_tgid") in self.watched:
-                        suspects.add(int(msg.get("process_tgid")))
-        newly = {pid for pid in suspects if pid not in self.gone and not _alive(pid)}
+                        self._suspects.add(int(msg.get("process_tgid")))
+        # an exit announcement can come before the last thread is gone: keep asking until it is
+        newly = {pid for pid in self._suspects if pid not in self.gone and not _alive(pid)}
+        self._suspects -= newly
         self.gone |= newly
         return newly
 

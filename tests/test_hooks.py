@@ -36,6 +36,7 @@ KERNEL_510 = {
     "__split_vma": ["mm", "vma", "addr", "new_below"],
     "copy_vma": ["vmap", "addr", "len", "pgoff", "need_rmap_locks"],
     "vm_area_free": ["vma"], "exit_mmap": ["mm"], "anon_vma_fork": ["vma", "pvma"], "wake_up_new_task": ["p"],
+    "dup_userfaultfd": ["vma", "fcs"],
     "perf_event_mmap": ["vma"],
 }
 KERNEL_612 = dict(KERNEL_510, vma_merge_new_range=["vmg"], vma_modify=["vmg"],
@@ -111,8 +112,16 @@ def test_vmg_without_struct_in_btf_is_reported_missing() -> None:
 
 
 def test_struct_by_value_or_not_ftraceable_falls_back_to_kprobe() -> None:
-    plan = plan_hooks(features(KERNEL_510, by_value=frozenset({"anon_vma_fork"})), "fentry", kfunc_supported=True)
-    assert modes(plan)["anon_vma_fork"] == "kprobe"
+    plan = plan_hooks(features(KERNEL_510, by_value=frozenset({"dup_userfaultfd"})), "fentry", kfunc_supported=True)
+    assert modes(plan)["dup_userfaultfd"] == "kprobe"
+
+
+def test_fork_prefers_dup_userfaultfd_and_falls_back_to_anon_vma_fork() -> None:
+    assert "dup_userfaultfd" in modes(plan_hooks(features(KERNEL_510), "auto", kfunc_supported=True))
+    funcs = dict(KERNEL_510)
+    del funcs["dup_userfaultfd"]
+    m = modes(plan_hooks(features(funcs), "auto", kfunc_supported=True))
+    assert m["anon_vma_fork"] == "fentry" and "dup_userfaultfd" not in m
     f = features(KERNEL_510, ftrace=False)
     f.kprobe_on_notrace = True
     plan = plan_hooks(f, "auto", kfunc_supported=True)

@@ -47,3 +47,14 @@ def test_connector_is_used_as_root() -> None:
         assert not watcher.all_gone()
     finally:
         watcher.close()
+
+
+def test_unreaped_zombie_counts_as_gone() -> None:
+    child = subprocess.Popen(["sleep", "0.2"])
+    watcher = ExitWatcher([child.pid])
+    try:
+        time.sleep(0.6)  # exited, not yet reaped: a zombie
+        assert _wait_gone(watcher, child.pid)
+    finally:
+        child.wait()
+        watcher.close()

@@ -63,7 +63,10 @@ HOOKS: Tuple[HookSpec, ...] = (
     HookSpec("free", ("vm_area_free",), {"ARG_FREE_VMA": ("vma", 1)}, "kp_free", None,
              "every VMA's destruction: munmap, MAP_FIXED, mremap, exit, exec", required=True),
     HookSpec("exit", ("exit_mmap",), {}, "kp_exit_mmap", "kr_exit_mmap", "address-space teardown (exit, exec)"),
-    HookSpec("fork", ("anon_vma_fork",), {}, "kp_fork_vma", None, "VMAs a child inherits at fork (dup_mmap)"),
+    # dup_userfaultfd() sees every VMA dup_mmap() copies; anon_vma_fork() skips VM_WIPEONFORK ones
+    # (glibc 2.41's getrandom state on 6.11+ is such a VM_NORESERVE mapping: seen in the 6.12 lab).
+    HookSpec("fork", ("dup_userfaultfd", "anon_vma_fork"), {"ARG_FORK_VMA": ("vma", 1)}, "kp_fork_vma", None,
+             "VMAs a child inherits at fork (dup_mmap)"),
     HookSpec("new_task", ("wake_up_new_task",), {}, "kp_new_task", None, "the pid of a forked address space"),
     HookSpec("seed", ("task_statm",), {"ARG_SEED_MM": ("mm", 1)}, "kp_seed_mm", None,
              "the mm of each process seeded from smaps (read through /proc/PID/statm)"),
