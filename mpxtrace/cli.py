@@ -108,19 +108,18 @@ def trace(flag: Tuple[str, ...], mask: Optional[str], pids: Tuple[int, ...], log
         click.echo("// cflags: " + " ".join(config.cflags()))
         click.echo(source_text())
         return
-    state: Dict[str, Any] = {"last": {}}
+    # per address space (the objects live as long as the session): counts at the last report
+    last_counts: Dict[int, Tuple[int, int]] = {}
+    last_lost = [0]
 
     def interval_report(session: Session, now: float) -> None:
-        procs = [s.to_json() for s in session.model.live_spaces()]
-        last: Dict[int, Dict[str, Any]] = state["last"]
         rows = []
-        for p in procs:
-            before = last.get(id(p["mm"]) if p["mm"] is None else hash(p["mm"]), {})
-            rows.append(dict(p, allocations=int(p["allocations"]) - int(before.get("allocations", 0)),  # type: ignore[call-overload]
-                             frees=int(p["frees"]) - int(before.get("frees", 0))))  # type: ignore[call-overload]
-        state["last"] = {hash(p["mm"]): p for p in procs if p["mm"] is not None}
-        lost = session.lost_events - int(state.get("lost", 0))
-        state["lost"] = session.lost_events
+        for space in session.model.live_spaces():
+            allocs, frees = last_counts.get(id(space), (0, 0))
+            last_counts[id(space)] = (space.allocations, space.frees)
+            rows.append(dict(space.to_json(), allocations=space.allocations - allocs, frees=space.frees - frees))
+        lost = session.lost_events - last_lost[0]
+        last_lost[0] = session.lost_events
         if as_json:
             _print_json({"type": "interval", "ts": session.last_ns, "lost_events": lost, "processes": rows})
         else:

@@ -213,7 +213,7 @@ class Model:
                 self._assert_vma(space, ext[0], ext[1], flags, ts, (start, end))
         elif kind == "flags":
             if flags & self.mask:
-                self._cover(space, start, end, flags, "flag_set", ts)
+                self._add(space, start, end, flags, "flag_set", ts)
                 if ext:
                     self._assert_vma(space, ext[0], ext[1], flags, ts, (start, end))
             else:
@@ -244,16 +244,12 @@ class Model:
         return alloc
 
     def _add(self, space: AddressSpace, start: int, end: int, flags: int, origin: str, ts: int) -> None:
-        """A new VMA [start, end) that is entirely new flagged memory."""
+        """[start, end) is one VMA carrying `flags`; bytes not flagged before are born now."""
         space.vmas.carve(start, end)
         space.vmas.insert(start, end, flags)
         for lo, hi in space.pieces.gaps(start, end):
             alloc = self._new_alloc(space, hi - lo, ts, origin)
             space.pieces.insert(lo, hi, alloc.ident)
-
-    def _cover(self, space: AddressSpace, start: int, end: int, flags: int, origin: str, ts: int) -> None:
-        """[start, end) is one VMA carrying `flags`; bytes not flagged before are born now."""
-        self._add(space, start, end, flags, origin, ts)
 
     def _assert_vma(self, space: AddressSpace, start: int, end: int, flags: int, ts: int,
                     *ops: Tuple[int, int]) -> None:

@@ -3,15 +3,19 @@
 The kernel's process connector (cn_proc, through pyroute2) announces every exit as it
 happens; each announcement for a watched pid is confirmed against /proc, so a thread's exit
 is not mistaken for its process's.  Without the connector (CONFIG_PROC_EVENTS unset, not
-root) /proc alone is checked on every poll.
+root) /proc alone is checked on every poll; with it, /proc is still swept every second,
+since the connector's multicast can drop messages under load.
 """
 from __future__ import annotations
 
 import os
 import select
+import time
 from typing import Any, Iterable, Optional, Set
 
 __all__ = ["ExitWatcher"]
+
+SWEEP_SECONDS = 1.0
 
 
 def _alive(pid: int) -> bool:
@@ -29,6 +33,7 @@ class ExitWatcher:
         self.watched: Set[int] = set(pids)
         self.gone: Set[int] = {pid for pid in self.watched if not _alive(pid)}
         self._suspects: Set[int] = set()
+        self._last_sweep = time.monotonic()
         self._sock: Optional[Any] = None
         try:
             from pyroute2.netlink.connector.cn_proc import ProcEventSocket
@@ -45,13 +50,19 @@ class ExitWatcher:
 
     def poll(self) -> Set[int]:
         """Watched pids found gone since the last call (never blocks)."""
-        if self._sock is None:
-            self._suspects = self.watched - self.gone
-        else:
-            while select.select([self._sock], [], [], 0)[0]:
-                for msg in self._sock.get():
-                    if msg.get("event") == "PROC_EVENT_EXIT" and msg.get("process_tgid") in self.watched:
-                        self._suspects.add(int(msg.get("process_tgid")))
+        now = time.monotonic()
+        if self._sock is None or now - self._last_sweep >= SWEEP_SECONDS:
+            # netlink multicast drops messages when its socket buffer overflows: sweep /proc too
+            self._suspects |= self.watched - self.gone
+            self._last_sweep = now
+        if self._sock is not None:
+            try:
+                while select.select([self._sock], [], [], 0)[0]:
+                    for msg in self._sock.get():
+                        if msg.get("event") == "PROC_EVENT_EXIT" and msg.get("process_tgid") in self.watched:
+                            self._suspects.add(int(msg.get("process_tgid")))
+            except OSError:  # ENOBUFS: events were lost; the next sweep covers them
+                self._last_sweep = 0.0
         # an exit announcement can come before the last thread is gone: keep asking until it is
         newly = {pid for pid in self._suspects if pid not in self.gone and not _alive(pid)}
         self._suspects -= newly
