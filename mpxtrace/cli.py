@@ -56,6 +56,8 @@ def main() -> None:
               help="fentry/fexit where the kernel supports them, else kprobes.")
 @click.option("--buffer", type=click.Choice(["auto", "ring", "perf"]), default="auto", show_default=True,
               help="BPF ring buffer where available, else perf buffer.")
+@click.option("--buffer-pages", type=int, metavar="N",
+              help="Buffer size in pages (a power of two; per CPU for perf). Default: 256 ring, 64 perf.")
 @click.option("--offsets", type=click.Choice(["auto", "btf", "headers"]), default="auto", hidden=True,
               help="Where structure offsets come from (testing).")
 @click.option("--no-seed", is_flag=True, help="Do not count flagged VMAs that existed before tracing began.")
@@ -65,7 +67,8 @@ def main() -> None:
 @click.argument("interval", type=float, required=False)
 @click.argument("count", type=int, required=False)
 def trace(flag: Tuple[str, ...], mask: Optional[str], pids: Tuple[int, ...], log: Optional[Path], as_json: bool,
-          duration: Optional[float], attach: str, buffer: str, offsets: str, no_seed: bool, ebpf: bool,
+          duration: Optional[float], attach: str, buffer: str, buffer_pages: Optional[int], offsets: str, no_seed: bool,
+          ebpf: bool,
           ready_file: Optional[Path], interval: Optional[float], count: Optional[int]) -> None:
     """Trace live: a report every INTERVAL seconds (COUNT times), and a summary at exit (Ctrl-C).
 
@@ -87,6 +90,8 @@ def trace(flag: Tuple[str, ...], mask: Optional[str], pids: Tuple[int, ...], log
         raise click.UsageError("INTERVAL must be a positive number of seconds")
     if count is not None and interval is None:
         raise click.UsageError("COUNT needs an INTERVAL")
+    if buffer_pages is not None and (buffer_pages < 1 or buffer_pages & (buffer_pages - 1)):
+        raise click.UsageError("--buffer-pages must be a power of two (1, 2, 4, ...)")
     tracked = _tracked(flag, mask)
     if os.geteuid() == 0:
         mount_pseudo_filesystems()
@@ -100,11 +105,12 @@ def trace(flag: Tuple[str, ...], mask: Optional[str], pids: Tuple[int, ...], log
         lines.append("Run the tracer in a throwaway VM instead: mpxtrace lab -- trace " + " ".join(sys.argv[2:]))
         raise click.ClickException("\n".join(lines))
     options = TraceOptions(tracked=tracked, pids=pids, attach=attach, buffer=buffer, offsets=offsets,
-                           interval=interval, count=count, duration=duration, log=log, seed=not no_seed)
+                           interval=interval, count=count, duration=duration, log=log, seed=not no_seed,
+                           buffer_pages=buffer_pages)
     if ebpf:
         from .program import build_config, source_text
         config = build_config(tracked, features, attach, buffer, pids, kfunc_supported(features),
-                              ringbuf_supported(features), offsets)
+                              ringbuf_supported(features), offsets, buffer_pages)
         click.echo("// cflags: " + " ".join(config.cflags()))
         click.echo(source_text())
         return

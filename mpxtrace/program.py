@@ -16,7 +16,7 @@ from .kernel.hooks import HookPlan, plan_hooks, struct_offsets
 
 __all__ = ["bpf_dir", "ProgramConfig", "LoadedProgram", "build_config", "load_program", "import_bcc", "BccMissing"]
 
-RINGBUF_PAGES = 256  # 1 MiB: ~9000 events of 112 bytes before the reader must catch up
+RINGBUF_PAGES = 256  # 1 MiB: ~9000 events (104 bytes + an 8-byte header) before the reader must catch up
 PERF_PAGES = 64  # per CPU
 
 
@@ -58,6 +58,7 @@ class ProgramConfig:
     tracer_tgid: int
     use_btf_offsets: bool
     defines: Dict[str, str] = field(default_factory=dict)
+    buffer_pages: Optional[int] = None  # None: RINGBUF_PAGES / PERF_PAGES
 
     def cflags(self) -> List[str]:
         flags = [f"-I{bpf_dir()}", "-Wno-macro-redefined"]
@@ -68,7 +69,7 @@ class ProgramConfig:
 
 def build_config(tracked: TrackedFlags, features: KernelFeatures, attach: str, buffer: str,
                  pids: Sequence[int], kfunc_supported: bool, ringbuf_supported: bool,
-                 offsets: str = "auto") -> ProgramConfig:
+                 offsets: str = "auto", buffer_pages: Optional[int] = None) -> ProgramConfig:
     plan = plan_hooks(features, attach, kfunc_supported)
     if buffer == "auto":
         buffer = "ring" if ringbuf_supported else "perf"
@@ -84,13 +85,13 @@ def build_config(tracked: TrackedFlags, features: KernelFeatures, attach: str, b
     defines["TRACER_TGID"] = str(os.getpid())
     if buffer == "ring":
         defines["USE_RINGBUF"] = "1"
-        defines["RINGBUF_PAGES"] = str(RINGBUF_PAGES)
+        defines["RINGBUF_PAGES"] = str(buffer_pages or RINGBUF_PAGES)
     if pids:
         defines["PID_FILTER"] = "1"
     if btf_offsets:
         defines["USE_BTF_OFFSETS"] = "1"
         defines.update(btf_offsets)
-    return ProgramConfig(tracked, plan, buffer, list(pids), os.getpid(), bool(btf_offsets), defines)
+    return ProgramConfig(tracked, plan, buffer, list(pids), os.getpid(), bool(btf_offsets), defines, buffer_pages)
 
 
 @dataclass
@@ -121,7 +122,8 @@ class LoadedProgram:
         if self.config.buffer == "ring":
             table.open_ring_buffer(lambda _ctx, data, _size: on_event(data))
         else:
-            table.open_perf_buffer(lambda _cpu, data, _size: on_event(data), page_cnt=PERF_PAGES, lost_cb=on_lost)
+            table.open_perf_buffer(lambda _cpu, data, _size: on_event(data), page_cnt=self.config.buffer_pages or PERF_PAGES,
+                                  lost_cb=on_lost)
 
     def poll(self, timeout_ms: int) -> None:
         if self.config.buffer == "ring":

@@ -42,6 +42,7 @@ class TraceOptions:
     duration: Optional[float] = None
     log: Optional[Path] = None
     seed: bool = True
+    buffer_pages: Optional[int] = None
 
 
 def make_header(options: TraceOptions, config: Optional[ProgramConfig], features: Optional[KernelFeatures],
@@ -87,7 +88,8 @@ class Tracer:
     # -- setup ----------------------------------------------------------------------------------
     def start(self) -> Session:
         config = build_config(self.options.tracked, self.features, self.options.attach, self.options.buffer,
-                              self.options.pids, self.kfunc_supported, self.ringbuf_supported, self.options.offsets)
+                              self.options.pids, self.kfunc_supported, self.ringbuf_supported, self.options.offsets,
+                              self.options.buffer_pages)
         if self.options.log is not None:
             self._log = LogWriter(self.options.log)  # fail before the slow compile
         started = time.monotonic()

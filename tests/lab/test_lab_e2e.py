@@ -116,3 +116,14 @@ def test_lab_demo_shows_interval_reports_and_summary(kernel: str, tmp_path_facto
     assert "mpxtrace summary: VM_NORESERVE" in out and "@allocation_size:" in out and "@lifetime:" in out
     summary_line = next(line for line in out.splitlines() if line.startswith("live "))
     assert " 0 allocations" not in summary_line
+
+
+@pytest.mark.lab
+@pytest.mark.parametrize("kernel", KERNELS)
+def test_lost_events_are_counted_and_reported(kernel: str, tmp_path_factory: pytest.TempPathFactory) -> None:
+    for loss in guest_report(kernel, tmp_path_factory)["loss"]:
+        assert "error" not in loss, loss
+        source = {"ring": "ring_buffer", "perf": "perf_buffer"}[loss["buffer"]]
+        assert loss["lost_events"] > 0 and loss["lost_by_source"].get(source, 0) == loss["lost_events"], loss
+        assert loss["lost_records"] >= 1, "no lost_events record in the stream"
+        assert loss["events"] > 0 and loss["tracer_exit"] == 0
