@@ -127,9 +127,12 @@ static __always_inline void submit(void *ctx, struct mpxtrace_event *e)
 	else
 		counters.increment(CNT_EMITTED);
 #else
-	/* perf buffer losses are reported to user space by its lost callback */
-	events.perf_submit(ctx, e, sizeof(*e));
-	counters.increment(CNT_EMITTED);
+	/* -ENOSPC when the CPU's buffer is full (5.4+ propagates it); older kernels return 0 and
+	 * user space relies on the perf lost callback, which only reports at the next write */
+	if (events.perf_submit(ctx, e, sizeof(*e)) != 0)
+		counters.increment(CNT_LOST_SUBMIT);
+	else
+		counters.increment(CNT_EMITTED);
 #endif
 }
 

@@ -79,7 +79,9 @@ class Tracer:
     _pending: List[Record] = field(default_factory=list)
     _program: Optional[LoadedProgram] = None
     _log: Optional[LogWriter] = None
-    _counters: List[int] = field(default_factory=list)
+    _lost_callback: int = 0  # perf lost-callback total
+    _lost_reported: int = 0
+    _frame_overflow: int = 0
     _seeded_pids: Set[int] = field(default_factory=set)
     load_seconds: float = 0.0  # BCC compile + load + attach
     _stop: bool = False
@@ -96,7 +98,6 @@ class Tracer:
         self._program = load_program(config)
         self.load_seconds = time.monotonic() - started
         self._program.open_buffer(self._on_raw, self._on_perf_lost)
-        self._counters = [0] * len(COUNTERS)
         header = make_header(self.options, config, self.features, time.monotonic_ns())
         self.session = Session(header)
         self._emit(header, apply=False)
@@ -123,7 +124,7 @@ class Tracer:
         self._pending.append(decode_raw(raw))
 
     def _on_perf_lost(self, count: int) -> None:
-        self._pending.append({"type": "lost", "ts": time.monotonic_ns(), "source": "perf_buffer", "count": int(count)})
+        self._lost_callback += int(count)
 
     def _emit(self, rec: Record, apply: bool = True) -> None:
         if self._log is not None:
@@ -134,14 +135,20 @@ class Tracer:
 
     def _read_counters(self, now: int) -> None:
         assert self._program is not None
-        values = self._program.counters()
-        for index, name in enumerate(COUNTERS):
-            delta = values[index] - self._counters[index]
-            if delta > 0 and name == "lost_submit":
-                self._pending.append({"type": "lost", "ts": now, "source": "ring_buffer", "count": delta})
-            elif delta > 0 and name == "frame_overflow":
-                self._pending.append({"type": "lost", "ts": now, "source": "frame_overflow", "count": delta})
-        self._counters = values
+        values = dict(zip(COUNTERS, self._program.counters()))
+        # The kernel counts failed submissions; perf also reports losses to its callback, later
+        # and only once more data is written.  Both count the same events: take the larger.
+        lost = values["lost_submit"]
+        source = "ring_buffer"
+        if self._program.config.buffer == "perf":
+            lost, source = max(lost, self._lost_callback), "perf_buffer"
+        if lost > self._lost_reported:
+            self._pending.append({"type": "lost", "ts": now, "source": source, "count": lost - self._lost_reported})
+            self._lost_reported = lost
+        overflow = values["frame_overflow"] - self._frame_overflow
+        if overflow > 0:
+            self._pending.append({"type": "lost", "ts": now, "source": "frame_overflow", "count": overflow})
+            self._frame_overflow = values["frame_overflow"]
 
     def _drain(self, cutoff: Optional[int]) -> None:
         """Apply pending records older than `cutoff` (all when None), in timestamp order."""

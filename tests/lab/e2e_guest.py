@@ -78,15 +78,16 @@ def traced(snapshot: Dict[str, Any], pid: int) -> Tuple[int, int]:
     return (sum(p["live_bytes"] for p in live), sum(p["live_vmas"] for p in live))
 
 
-def run_mode(flag: str, create: str, role: str, attach: str, buffer: str, pid_filter: bool = False) -> Dict[str, Any]:
+def run_mode(flag: str, create: str, role: str, attach: str, buffer: str, pid_filter: bool = False,
+             offsets: str = "auto") -> Dict[str, Any]:
     """Trace the workload and compare with smaps at each CHECK.  With pid_filter the workload
     starts first (its first mapping is then seeded from smaps) and is traced with -p; the
     tracer must end by itself when it exits."""
-    tag = f"{flag}-{role}-{attach}-{buffer}" + ("-p" if pid_filter else "")
+    tag = f"{flag}-{role}-{attach}-{buffer}-{offsets}" + ("-p" if pid_filter else "")
     log = f"/tmp/trace-{tag}.ndjson"
     err = open(f"/mnt/out/tracer-{tag}.stderr" if os.path.isdir("/mnt/out") else f"/tmp/tracer-{tag}.stderr", "w")
     result: Dict[str, Any] = {"flag": flag, "role": role, "attach": attach, "buffer": buffer,
-                              "pid_filter": pid_filter, "checks": []}
+                              "pid_filter": pid_filter, "offsets": offsets, "checks": []}
     wl_cmd = [sys.executable, "-m", "mpxtrace.workload", "--flag", create, "--role", role, "--pause"]
     wl = None
     first_line = None
@@ -95,7 +96,7 @@ def run_mode(flag: str, create: str, role: str, attach: str, buffer: str, pid_fi
         first_line = wl.stdout.readline()  # type: ignore[union-attr]  # blocked at its first CHECK
     started = time.monotonic()
     cmd = [sys.executable, "-m", "mpxtrace", "trace", "--flag", flag, "--json", "--log", log, "--attach", attach,
-           "--buffer", buffer] + (["-p", str(wl.pid)] if wl is not None else [])
+           "--buffer", buffer, "--offsets", offsets] + (["-p", str(wl.pid)] if wl is not None else [])
     tracer = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=err, universal_newlines=True)
     out = Lines(tracer.stdout)
     try:

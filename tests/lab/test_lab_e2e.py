@@ -27,6 +27,9 @@ MODES: List[Dict[str, str]] = [
     # -p: the workload starts first (seeded from smaps), the tracer ends when it exits
     {"flag": "VM_NORESERVE", "create": "noreserve", "role": "lifecycle", "attach": "auto", "buffer": "auto",
      "pid_filter": True},
+    # structure offsets from the kernel headers instead of BTF (the path for kernels without BTF)
+    {"flag": "VM_NORESERVE", "create": "noreserve", "role": "lifecycle", "attach": "kprobe", "buffer": "ring",
+     "offsets": "headers"},
 ]
 
 _reports: Dict[str, Dict[str, Any]] = {}
@@ -48,7 +51,8 @@ def guest_report(kernel: str, tmp_path_factory: pytest.TempPathFactory) -> Dict[
 def _run(report: Dict[str, Any], mode: Dict[str, str]) -> Dict[str, Any]:
     for run in report["runs"]:
         if all(run[k] == mode[k] for k in ("flag", "role", "attach", "buffer")) and \
-                run.get("pid_filter", False) == mode.get("pid_filter", False):
+                run.get("pid_filter", False) == mode.get("pid_filter", False) and \
+                run.get("offsets", "auto") == mode.get("offsets", "auto"):
             assert "error" not in run, f"{run['error']}\n{run.get('stderr_tail', '')}\nconsole {report['_console']}"
             return run
     raise AssertionError(f"mode {mode} did not run")
@@ -66,7 +70,7 @@ def test_doctor_in_guest_reports_kprobes_usable(kernel: str, tmp_path_factory: p
 
 @pytest.mark.lab
 @pytest.mark.parametrize("mode", MODES, ids=lambda m: f"{m['flag']}-{m['role']}-{m['attach']}-{m['buffer']}"
-                         + ("-p" if m.get("pid_filter") else ""))
+                         + ("-p" if m.get("pid_filter") else "") + ("-headers" if m.get("offsets") else ""))
 @pytest.mark.parametrize("kernel", KERNELS)
 def test_live_bytes_and_vmas_match_smaps(kernel: str, mode: Dict[str, str],
                                          tmp_path_factory: pytest.TempPathFactory) -> None:
@@ -127,3 +131,15 @@ def test_lost_events_are_counted_and_reported(kernel: str, tmp_path_factory: pyt
         assert loss["lost_events"] > 0 and loss["lost_by_source"].get(source, 0) == loss["lost_events"], loss
         assert loss["lost_records"] >= 1, "no lost_events record in the stream"
         assert loss["events"] > 0 and loss["tracer_exit"] == 0
+
+
+@pytest.mark.lab
+def test_mpxtrace_lab_command_streams_the_guest_output() -> None:
+    """The user-facing command: boots the default kernel, shows what mpxtrace prints inside."""
+    import subprocess
+    import sys
+    proc = subprocess.run([sys.executable, "-m", "mpxtrace", "lab", "--", "doctor"], cwd=ROOT,
+                          stdout=subprocess.PIPE, stderr=subprocess.PIPE, universal_newlines=True, timeout=900)
+    assert proc.returncode == 0, proc.stdout[-2000:] + proc.stderr[-2000:]
+    assert "booting Debian's 6.1 kernel" in proc.stderr
+    assert "[ok  ] kprobes" in proc.stdout and "This machine can trace." in proc.stdout

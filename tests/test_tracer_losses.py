@@ -1,0 +1,57 @@
+"""Loss accounting in the tracer loop, with a stand-in for the loaded kernel program."""
+from __future__ import annotations
+
+from types import SimpleNamespace
+from typing import List
+
+from mpxtrace.events import COUNTERS
+from mpxtrace.flags import resolve_flags
+from mpxtrace.tracer import TraceOptions, Tracer
+
+
+class FakeProgram:
+    def __init__(self, buffer: str) -> None:
+        self.config = SimpleNamespace(buffer=buffer)
+        self.values = dict.fromkeys(COUNTERS, 0)
+
+    def counters(self) -> List[int]:
+        return [self.values[name] for name in COUNTERS]
+
+
+def tracer(buffer: str) -> Tracer:
+    t = Tracer(TraceOptions(resolve_flags(["lo"], None)), features=None, kfunc_supported=False,  # type: ignore[arg-type]
+               ringbuf_supported=True)
+    t._program = FakeProgram(buffer)  # type: ignore[assignment]
+    return t
+
+
+def lost(t: Tracer) -> List[tuple]:
+    return [(r["source"], r["count"]) for r in t._pending if r["type"] == "lost"]
+
+
+def test_ring_losses_come_from_the_kernel_counter_as_deltas() -> None:
+    t = tracer("ring")
+    t._program.values["lost_submit"] = 5  # type: ignore[union-attr]
+    t._read_counters(1)
+    t._read_counters(2)
+    t._program.values["lost_submit"] = 7  # type: ignore[union-attr]
+    t._read_counters(3)
+    assert lost(t) == [("ring_buffer", 5), ("ring_buffer", 2)]
+
+
+def test_perf_losses_counted_twice_are_reported_once() -> None:
+    t = tracer("perf")
+    t._program.values["lost_submit"] = 10  # type: ignore[union-attr]  # kernel saw -ENOSPC ten times
+    t._read_counters(1)
+    t._on_perf_lost(10)  # the callback reports the same ten, later
+    t._read_counters(2)
+    t._on_perf_lost(3)  # a kernel older than 5.4 counts nothing: only the callback knows
+    t._read_counters(3)
+    assert lost(t) == [("perf_buffer", 10), ("perf_buffer", 3)]
+
+
+def test_frame_overflow_is_reported_separately() -> None:
+    t = tracer("ring")
+    t._program.values["frame_overflow"] = 2  # type: ignore[union-attr]
+    t._read_counters(1)
+    assert lost(t) == [("frame_overflow", 2)]
