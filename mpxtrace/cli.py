@@ -57,7 +57,7 @@ def main() -> None:
 @click.option("--buffer", type=click.Choice(["auto", "ring", "perf"]), default="auto", show_default=True,
               help="BPF ring buffer where available, else perf buffer.")
 @click.option("--buffer-pages", type=int, metavar="N",
-              help="Buffer size in pages (a power of two; per CPU for perf). Default: 256 ring, 64 perf.")
+              help="Buffer size in pages (a power of two; per CPU for perf). Default: 1024 ring, 256 perf.")
 @click.option("--offsets", type=click.Choice(["auto", "btf", "headers"]), default="auto", hidden=True,
               help="Where structure offsets come from (testing).")
 @click.option("--no-seed", is_flag=True, help="Do not count flagged VMAs that existed before tracing began.")
