@@ -41,6 +41,7 @@ static __always_inline u32 frame_index(u64 d)
 	return raw & (MAX_DEPTH - 1);
 }
 #define PAGE_SHIFT_ 12
+#define CLEARED_BEFORE_FREE (0x2000ULL | 0x80000ULL) /* VM_LOCKED | VM_LOCKONFAULT */
 
 enum frame_kind { FR_NONE = 0, FR_MMAP = 1, FR_MERGE = 2, FR_COPY = 3, FR_EXIT = 4 };
 
@@ -334,10 +335,10 @@ static __always_inline int on_vmg_enter(u64 vmg)
 /* __split_vma(.., vma, addr, new_below): a boundary appears at addr. */
 static __always_inline int on_split(void *ctx, u64 vma, u64 addr)
 {
+	if (!(read_u64(vma, OFF_VMA_FLAGS) & TRACK_MASK))
+		return 0;
 	struct vma_view v = {};
 	read_vma(vma, &v);
-	if (!(v.flags & TRACK_MASK))
-		return 0;
 	emit(ctx, EV_SPLIT, v.mm, v.start, v.end, v.flags, 0, 0, addr, 0);
 	return 0;
 }
@@ -377,6 +378,10 @@ static __always_inline int on_copy_exit(void *ctx, u64 ret)
  * neighbour; freed otherwise (munmap, MAP_FIXED, mremap source, exit, exec) it is gone. */
 static __always_inline int on_free(void *ctx, u64 vma)
 {
+	/* the common case, an unflagged VMA, costs one read */
+	u64 flags = read_u64(vma, OFF_VMA_FLAGS);
+	if (!(flags & TRACK_MASK) && !(TRACK_MASK & CLEARED_BEFORE_FREE))
+		return 0;
 	struct vma_view v = {};
 	read_vma(vma, &v);
 	if (v.end <= v.start)
@@ -385,11 +390,11 @@ static __always_inline int on_free(void *ctx, u64 vma)
 	struct thread_frames *st = frames_of(id, 0);
 	struct frame *f = st ? top(st) : 0;
 	if (!(v.flags & TRACK_MASK)) {
-		/* The flag can be gone by now although the memory carried it: 5.10's munmap clears
-		 * VM_LOCKED (munlock_vma_pages_all) before the VMA is freed.  So in address spaces
-		 * holding flagged memory every free is reported, except during teardown, where
-		 * MM_EXIT releases everything at once. */
-		if (!is_tracked(v.mm) || (f && f->kind == FR_EXIT))
+		/* VM_LOCKED can be gone by now although the memory carried it: 5.10's munmap clears it
+		 * (munlock_vma_pages_all) before the VMA is freed.  When tracing it, every free in an
+		 * address space holding flagged memory is reported, except during teardown, where
+		 * MM_EXIT releases everything at once.  Other flags pay nothing for this. */
+		if (!(TRACK_MASK & CLEARED_BEFORE_FREE) || !is_tracked(v.mm) || (f && f->kind == FR_EXIT))
 			return 0;
 	}
 	if (f) {
@@ -425,12 +430,12 @@ static __always_inline int on_exit_mmap_exit(void *ctx)
  * (anon_vma_fork() where userfaultfd is compiled out, which misses VM_WIPEONFORK copies). */
 static __always_inline int on_fork_vma(void *ctx, u64 vma)
 {
+	/* dup_mmap() clears VM_LOCKED|VM_LOCKONFAULT on the child's copy right after this call */
+	if (!(read_u64(vma, OFF_VMA_FLAGS) & ~CLEARED_BEFORE_FREE & TRACK_MASK))
+		return 0;
 	struct vma_view v = {};
 	read_vma(vma, &v);
-	/* dup_mmap() clears VM_LOCKED|VM_LOCKONFAULT on the child's copy right after this call */
-	v.flags &= ~(0x2000ULL | 0x80000ULL);
-	if (!(v.flags & TRACK_MASK))
-		return 0;
+	v.flags &= ~CLEARED_BEFORE_FREE;
 	emit(ctx, EV_FORK, v.mm, v.start, v.end, v.flags, 0, 0, current_mm(), 0);
 	return 0;
 }
