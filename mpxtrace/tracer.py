@@ -13,7 +13,6 @@ import signal
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from types import FrameType
 from typing import Any, Callable, Dict, List, Optional, Sequence, Set
 
 from . import smaps
@@ -84,6 +83,7 @@ class Tracer:
     _frame_overflow: int = 0
     _seeded_pids: Set[int] = field(default_factory=set)
     load_seconds: float = 0.0  # BCC compile + load + attach
+    _old_handlers: Dict[int, Any] = field(default_factory=dict)
     _stop: bool = False
     _snapshot_requested: bool = False
 
@@ -97,6 +97,11 @@ class Tracer:
         started = time.monotonic()
         self._program = load_program(config)
         self.load_seconds = time.monotonic() - started
+        # From here on Ctrl-C, SIGTERM and SIGUSR1 belong to the trace: a signal that arrives
+        # before run() (a caller reacting to "attached") must not kill the tracer.
+        self._old_handlers = {sig: signal.signal(sig, handler) for sig, handler in (
+            (signal.SIGINT, self.request_stop), (signal.SIGTERM, self.request_stop),
+            (signal.SIGUSR1, self.request_snapshot))}
         self._program.open_buffer(self._on_raw, self._on_perf_lost)
         header = make_header(self.options, config, self.features, time.monotonic_ns())
         self.session = Session(header)
@@ -178,9 +183,6 @@ class Tracer:
         interval = self.options.interval
         next_tick = started + interval if interval else None
         ticks = 0
-        old_int = signal.signal(signal.SIGINT, self._sigint)
-        old_term = signal.signal(signal.SIGTERM, self.request_stop)
-        old_usr1 = signal.signal(signal.SIGUSR1, self.request_snapshot)
         # -p targets end the trace when they exit; seeded processes are retired when they exit
         # (their teardown may carry no flagged VMA, e.g. 5.10 clears VM_LOCKED before freeing)
         watched = set(self.options.pids) | self._seeded_pids
@@ -216,14 +218,14 @@ class Tracer:
         finally:
             if watcher is not None:
                 watcher.close()
-            signal.signal(signal.SIGINT, old_int)
-            signal.signal(signal.SIGTERM, old_term)
-            signal.signal(signal.SIGUSR1, old_usr1)
+            self._restore_signals()
             self.finish()
         return self.session
 
-    def _sigint(self, signum: int, frame: Optional[FrameType]) -> None:
-        self._stop = True
+    def _restore_signals(self) -> None:
+        for sig, handler in self._old_handlers.items():
+            signal.signal(sig, handler)
+        self._old_handlers = {}
 
     def _flush_all(self) -> None:
         """Read everything the kernel has produced so far and apply it."""

@@ -55,3 +55,29 @@ def test_frame_overflow_is_reported_separately() -> None:
     t._program.values["frame_overflow"] = 2  # type: ignore[union-attr]
     t._read_counters(1)
     assert lost(t) == [("frame_overflow", 2)]
+
+
+def test_signals_are_handled_from_the_moment_the_tracer_is_attached(monkeypatch) -> None:  # type: ignore[no-untyped-def]
+    """A caller that reacts to "attached" with SIGUSR1 or SIGINT must not kill the tracer (seen in the lab)."""
+    import os
+    import signal
+
+    import mpxtrace.tracer as tracer_mod
+
+    class Loaded(FakeProgram):
+        def open_buffer(self, on_event, on_lost) -> None:  # type: ignore[no-untyped-def]
+            pass
+
+    monkeypatch.setattr(tracer_mod, "build_config", lambda *a, **k: SimpleNamespace(buffer="ring", plan=SimpleNamespace(attaches=[])))
+    monkeypatch.setattr(tracer_mod, "load_program", lambda config: Loaded("ring"))
+    t = Tracer(TraceOptions(resolve_flags(["lo"], None), seed=False), features=None,  # type: ignore[arg-type]
+               kfunc_supported=False, ringbuf_supported=True)
+    before = signal.getsignal(signal.SIGUSR1)
+    t.start()
+    try:
+        os.kill(os.getpid(), signal.SIGUSR1)
+        os.kill(os.getpid(), signal.SIGINT)
+        assert t._snapshot_requested and t._stop
+    finally:
+        t._restore_signals()
+    assert signal.getsignal(signal.SIGUSR1) == before
