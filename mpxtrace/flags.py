@@ -9,12 +9,11 @@ config, never from a version number.
 from __future__ import annotations
 
 import gzip
-import os
 import platform
 import re
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Iterable, Optional, Sequence
+from typing import Optional, Sequence
 
 __all__ = [
     "FlagSpec",
@@ -238,13 +237,3 @@ def parse_mask(text: str) -> int:
         return int(text, 16) if not text.lower().startswith("0x") else int(text, 0)
     except ValueError:
         raise FlagError(f"--mask {text!r} is not hexadecimal (example: --mask 0x2000)") from None
-
-
-def flags_from_mnemonics(mnemonics: Iterable[str], tracked: TrackedFlags) -> bool:
-    """True when an smaps VmFlags line carries any tracked mnemonic."""
-    have = set(mnemonics)
-    return any(m in have for m in tracked.mnemonics)
-
-
-def self_pid() -> int:
-    return os.getpid()

@@ -8,7 +8,6 @@ since the connector's multicast can drop messages under load.
 """
 from __future__ import annotations
 
-import os
 import select
 import time
 from typing import Any, Iterable, Optional, Set

@@ -4,12 +4,11 @@ JSON output needs no code here: every record is already a dict (NDJSON, one per 
 """
 from __future__ import annotations
 
-import json
-from typing import Dict, Iterable, List, Sequence
+from typing import Dict, List, Sequence
 
 from .events import Record
 
-__all__ = ["human_bytes", "human_ns", "histogram_text", "processes_text", "summary_text", "ndjson"]
+__all__ = ["human_bytes", "human_ns", "histogram_text", "processes_text", "summary_text"]
 
 _BYTE_UNITS = ("", "K", "M", "G", "T", "P", "E")
 
@@ -88,7 +87,3 @@ def summary_text(summary: Record) -> str:
     for anomaly in summary["anomalies"]:
         out.append(f"ANOMALY pid {anomaly['pid']} [{anomaly['start']}, {anomaly['end']}): {anomaly['what']}")
     return "\n".join(out)
-
-
-def ndjson(records: Iterable[Record]) -> str:
-    return "".join(json.dumps(r, separators=(",", ":")) + "\n" for r in records)

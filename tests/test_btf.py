@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import struct
 from pathlib import Path
-from typing import List, Tuple
+from typing import List
 
 import pytest
 

@@ -90,10 +90,6 @@ class HookPlan:
     def uses(self, hook: str) -> bool:
         return any(a.hook == hook for a in self.attaches)
 
-    def to_json(self) -> Dict[str, object]:
-        return {"attach": [a.__dict__ for a in self.attaches],
-                "missing": [{"hook": h, "why": w} for h, w in self.missing]}
-
 
 STRUCT_FIELDS: Dict[str, Tuple[str, Tuple[str, ...]]] = {
     "OFF_VMA_START": ("vm_area_struct", ("vm_start",)),

@@ -12,7 +12,7 @@ from __future__ import annotations
 import re
 import shlex
 from dataclasses import dataclass
-from typing import Dict, Mapping, Optional, Sequence
+from typing import Mapping, Optional, Sequence
 
 STUB_PATH = "/sbin/mpxlab-init"
 DEPS_DIR = "/opt/mpxtrace-deps"

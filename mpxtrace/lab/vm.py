@@ -2,14 +2,13 @@
 
 from __future__ import annotations
 
-import os
 import secrets
 import shutil
 import tempfile
 import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable, Dict, List, Optional, Sequence
+from typing import Callable, Dict, Optional, Sequence
 
 from . import guest
 from .disks import dump_ext4, make_ext4, stage_tree, tree_size
