@@ -13,7 +13,6 @@ import signal
 import subprocess
 import sys
 import threading
-from concurrent.futures import ThreadPoolExecutor
 import time
 from typing import Any, Dict, List, Optional, Tuple
 
@@ -216,10 +215,11 @@ def main() -> int:
         report["bcc"] = getattr(bcc, "__version__", "?")
     except ImportError:
         report["bcc"] = None
-    # Two at a time: the guest has two vCPUs and each run spends most of its time compiling or
-    # waiting; a run compares only its own workload's pids, so runs do not disturb each other.
-    with ThreadPoolExecutor(max_workers=2) as pool:
-        report["runs"] = list(pool.map(lambda mode: run_mode(**mode), modes))
+    # One at a time: run two side by side and each tracer also sees the other's BCC compile,
+    # whose malloc arenas (MAP_NORESERVE heaps grown by mprotect) burst faster than a consumer
+    # under emulation drains them: 13-15 lost events on 6.12, reported as such, but the tests
+    # demand none.
+    report["runs"] = [run_mode(**mode) for mode in modes]
     report["demo"] = run_demo()
     report["loss"] = [run_loss(b) for b in ("ring", "perf")]
     print(MARK)
