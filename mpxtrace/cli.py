@@ -161,15 +161,16 @@ def trace(flag: Tuple[str, ...], mask: Optional[str], pids: Tuple[int, ...], log
         tracer.start()
     except (PlanError, BccMissing, LogError) as err:
         raise click.ClickException(str(err)) from None
+    config = tracer.config
     if not as_json:
-        attaches = ", ".join(f"{a.symbol}({a.mode})" for a in tracer._program.config.plan.attaches)  # type: ignore[union-attr]
-        click.echo(f"Tracing {tracked.describe()} on {features.release} [{tracer._program.config.buffer} buffer; "  # type: ignore[union-attr]
+        attaches = ", ".join(f"{a.symbol}({a.mode})" for a in config.plan.attaches)
+        click.echo(f"Tracing {tracked.describe()} on {features.release} [{config.buffer} buffer; "
                    f"{attaches}; ready in {probe_seconds + tracer.load_seconds:.1f} s]. Ctrl-C to end.", err=True)
     else:
         _print_json({"type": "attached", "flags": tracked.to_json(), "kernel": features.release,
-                     "buffer": tracer._program.config.buffer,  # type: ignore[union-attr]
-                     "attach": [a.__dict__ for a in tracer._program.config.plan.attaches],  # type: ignore[union-attr]
-                     "missing": [h for h, _ in tracer._program.config.plan.missing],  # type: ignore[union-attr]
+                     "buffer": config.buffer,
+                     "attach": [a.__dict__ for a in config.plan.attaches],
+                     "missing": [h for h, _ in config.plan.missing],
                      "startup_s": {"probe": round(probe_seconds, 2), "compile_load_attach": round(tracer.load_seconds, 2)}})
     if ready_file is not None:
         from .eventlog import open_private

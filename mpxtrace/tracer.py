@@ -87,6 +87,13 @@ class Tracer:
     _stop: bool = False
     _snapshot_requested: bool = False
 
+    @property
+    def config(self) -> ProgramConfig:
+        """What was loaded: buffer kind and the per-function attach plan (after start())."""
+        if self._program is None:
+            raise RuntimeError("the tracer is not started")
+        return self._program.config
+
     # -- setup ----------------------------------------------------------------------------------
     def start(self) -> Session:
         config = build_config(self.options.tracked, self.features, self.options.attach, self.options.buffer,
