@@ -134,7 +134,7 @@ def trace(flag: Tuple[str, ...], mask: Optional[str], pids: Tuple[int, ...], log
 
     def snapshot(session: Session) -> None:
         rec = {"type": "snapshot", "ts": session.last_ns, "lost_events": session.lost_events,
-               "processes": [s.to_json() for s in session.model.spaces]}
+               "processes": [s.to_json(vmas=not s.exited) for s in session.model.spaces]}
         if as_json:
             _print_json(rec)
         else:

@@ -85,8 +85,13 @@ class AddressSpace:
     def live_vmas(self) -> int:
         return len(self.vmas)
 
-    def to_json(self) -> Dict[str, object]:
-        return {
+    def vma_list(self) -> List[List[str]]:
+        """Every flagged VMA as [start, end) in hex, ascending: the per-VMA picture that
+        /proc/PID/smaps is compared with."""
+        return [[f"{start:#x}", f"{end:#x}"] for start, end, _ in self.vmas]
+
+    def to_json(self, vmas: bool = False) -> Dict[str, object]:
+        out: Dict[str, object] = {
             "pid": self.pid,
             "comm": self.comm,
             "mm": f"{self.mm:#x}" if self.mm is not None else None,
@@ -102,6 +107,9 @@ class AddressSpace:
             "moves": self.moves,
             "exited": self.exited,
         }
+        if vmas:
+            out["vmas"] = self.vma_list()
+        return out
 
 
 class Model:
