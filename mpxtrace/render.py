@@ -8,7 +8,8 @@ from typing import Dict, List, Sequence
 
 from .events import Record
 
-__all__ = ["human_bytes", "human_ns", "histogram_text", "processes_text", "summary_text"]
+__all__ = ["human_bytes", "human_ns", "histogram_text", "processes_text", "summary_text", "window_label",
+           "interval_text", "resident_text"]
 
 _BYTE_UNITS = ("", "K", "M", "G", "T", "P", "E")
 
@@ -59,6 +60,61 @@ def processes_text(processes: Sequence[Dict[str, object]], deltas: bool = False)
     return lines
 
 
+def window_label(rec: Record) -> str:
+    """Which window an interval record's counts cover: `last 1s` or `since start (12s)`."""
+    span = human_ns(int(rec["window_ns"])) if rec["window_ns"] else "0s"
+    return f"since start ({span})" if rec.get("window") == "since_start" else f"last {span}"
+
+
+def _percent(share: object) -> str:
+    return f"{100 * float(share):.1f}%" if share is not None else "-"  # type: ignore[arg-type]
+
+
+def resident_text(resident: Dict[str, object], live_bytes: int) -> str:
+    """One line: the flagged memory in RAM, and its share of the virtual size and of RAM."""
+    res = int(resident["flagged_resident_bytes"])  # type: ignore[call-overload]
+    return (f"resident: {human_bytes(res)} of {human_bytes(live_bytes)} flagged "
+            f"({_percent(res / live_bytes if live_bytes else 0)}), {_percent(resident['ram_share'])} of RAM "
+            f"({human_bytes(int(resident['mem_total_bytes']))}); sampled {resident['processes_sampled']} processes "  # type: ignore[call-overload]
+            f"in {human_ns(int(resident['sample_ns']))}")  # type: ignore[call-overload]
+
+
+def interval_text(rec: Record, clock: str = "") -> str:
+    """An interval record as bcc tools print one: a headline, the process table, both histograms.
+
+    Every windowed column covers the window named in the headers; LIVE, VMAS and the resident
+    columns are as of the end of it.
+    """
+    label = window_label(rec)
+    totals = rec["totals"]
+    out = [f"{clock + '  ' if clock else ''}{label}: {rec['events']} events, {rec['lost_events']} lost; "
+           f"{totals['allocations']} allocations ({human_bytes(totals['allocated_bytes'])}, "
+           f"{human_bytes(rec['rate']['allocated_bytes_per_s'])}/s), {totals['frees']} frees "
+           f"({human_bytes(totals['freed_bytes'])}); live {human_bytes(totals['live_bytes'])} in "
+           f"{totals['live_vmas']} VMAs"]
+    if rec["lost_events"]:
+        out.append(f"WARNING: {rec['lost_events']} events lost {label} ({rec['lost_by_source']})")
+    if rec.get("resident"):
+        out.append(resident_text(rec["resident"], int(totals["live_bytes"])))
+    now_cols = f"{'LIVE':>9} {'VMAS':>5} {'RESIDENT':>9} {'%RSS':>6} {'%VSZ':>6}"
+    win_cols = f"{'ALLOCS':>7} {'FREES':>6} {'ALLOC_B':>9} {'FREED_B':>9}"
+    out.append(" " * 25 + f"{' now ':-^{len(now_cols)}} {' ' + label + ' ':-^{len(win_cols)}}")
+    out.append(f"{'PID':>7} {'COMM':<16} {now_cols} {win_cols}")
+    for p in rec["processes"]:
+        resident = human_bytes(int(p["resident_bytes"])) if "resident_bytes" in p else "-"
+        out.append(
+            f"{p['pid'] or '?'!s:>7} {str(p['comm'])[:16]:<16} {human_bytes(int(p['live_bytes'])):>9} "
+            f"{p['live_vmas']!s:>5} {resident:>9} {_percent(p.get('rss_share')):>6} {_percent(p.get('vsize_share')):>6} "
+            f"{p['allocations']!s:>7} {p['frees']!s:>6} {human_bytes(int(p['allocated_bytes'])):>9} "
+            f"{human_bytes(int(p['freed_bytes'])):>9}{'  (exited)' if p.get('exited') else ''}")
+    if not rec["processes"]:
+        out.append("  (no process holds flagged memory)")
+    for name in ("allocation_size", "lifetime"):
+        out.append("")
+        out += histogram_text(rec["histograms"][name], f"{name} ({label})")
+    return "\n".join(out)
+
+
 def summary_text(summary: Record) -> str:
     flags = summary.get("flags", {})
     totals = summary["totals"]
@@ -74,6 +130,8 @@ def summary_text(summary: Record) -> str:
     if summary["lost_events"]:
         out.insert(1, f"WARNING: {summary['lost_events']} events lost ({summary['lost_by_source']}): "
                       "the live figures may be off; use a larger interval or fewer processes (-p)")
+    if summary.get("resident"):
+        out.insert(-1, resident_text(summary["resident"], int(totals["live_bytes"])) + " (last sample)")
     out += processes_text(summary["processes"])
     out.append("")
     out += histogram_text(summary["histograms"]["allocation_size"], "allocation_size")

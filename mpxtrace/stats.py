@@ -4,14 +4,15 @@ clock, so the live run and ``mpxtrace report`` produce the same summary."""
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Dict, List, Optional
+from typing import Dict, List, Optional, Tuple
 
 from .events import Record
 from .model import AddressSpace, Allocation, Model
 
-__all__ = ["Log2Histogram", "Stats", "Session", "SUMMARY_VERSION"]
+__all__ = ["Log2Histogram", "Stats", "Session", "SUMMARY_VERSION", "RESIDENT_RECORD"]
 
 SUMMARY_VERSION = 1
+RESIDENT_RECORD = "resident"  # sampled resident memory (mpxtrace/resident.py): I/O, kept out of the model
 
 
 class Log2Histogram:
@@ -60,6 +61,13 @@ class Stats:
     timeline: Dict[int, _Bucket] = field(default_factory=dict)
     merges: int = 0
     by_origin: Dict[str, int] = field(default_factory=dict)
+    # the same two histograms for the current interval only (reset by Session.interval_snapshot)
+    window_sizes: Log2Histogram = field(default_factory=lambda: Log2Histogram("bytes"))
+    window_lifetimes: Log2Histogram = field(default_factory=lambda: Log2Histogram("ns"))
+
+    def reset_window(self) -> None:
+        self.window_sizes = Log2Histogram("bytes")
+        self.window_lifetimes = Log2Histogram("ns")
 
     def _bucket(self, ts: int) -> _Bucket:
         key = max(0, ts - self.start_ns) // self.interval_ns
@@ -70,6 +78,7 @@ class Stats:
 
     def on_allocation(self, space: AddressSpace, alloc: Allocation, ts: int) -> None:
         self.sizes.add(alloc.size)
+        self.window_sizes.add(alloc.size)
         self.by_origin[alloc.origin] = self.by_origin.get(alloc.origin, 0) + 1
         bucket = self._bucket(ts)
         bucket.allocations += 1
@@ -82,6 +91,7 @@ class Stats:
             bucket.frees += 1
             if alloc.born_ns is not None:
                 self.lifetimes.add(ts - alloc.born_ns)
+                self.window_lifetimes.add(ts - alloc.born_ns)
 
     def on_merge(self, space: AddressSpace, joined: int, ts: int) -> None:
         self.merges += joined
@@ -92,6 +102,9 @@ class Stats:
              "frees": b.frees, "freed_bytes": b.freed_bytes}
             for key, b in sorted(self.timeline.items())
         ]
+
+
+_WINDOW_COUNTS = ("allocations", "frees", "allocated_bytes", "freed_bytes")
 
 
 class Session:
@@ -111,6 +124,14 @@ class Session:
         self.end_ns: Optional[int] = None
         self.last_ns = int(header["start_ns"])
         self.records = 0
+        self.resident: Optional[Record] = None  # the latest resident sample, if the tracer took any
+        # where the current interval began: event and lost totals, per-space counts (by id: the
+        # model keeps every space for the whole session, so ids stay unique)
+        self.intervals = 0
+        self._window_start_ns = int(header["start_ns"])
+        self._window_events = 0
+        self._window_lost: Dict[str, int] = {}
+        self._window_counts: Dict[int, Tuple[int, ...]] = {}
 
     def apply(self, rec: Record) -> None:
         self.records += 1
@@ -120,6 +141,8 @@ class Session:
             self.lost[source] = self.lost.get(source, 0) + int(rec["count"])
         elif kind == "end":
             self.end_ns = int(rec["ts"])
+        elif kind == RESIDENT_RECORD:
+            self.resident = rec
         else:
             self.model.apply(rec)
         if "ts" in rec:
@@ -128,6 +151,76 @@ class Session:
     @property
     def lost_events(self) -> int:
         return sum(self.lost.values())
+
+    def interval_snapshot(self, now_ns: Optional[int] = None, cumulative: bool = False) -> Record:
+        """The interval record, then a new interval begins.
+
+        Every windowed figure (counts, bytes, events, lost events, histograms) covers the same
+        window: the last interval, or since the start with `cumulative`; live figures are as of
+        the end of it.  Only per-interval bookkeeping is reset, so the summary is unaffected.
+        """
+        end = max(self.last_ns, now_ns if now_ns is not None else self.last_ns)
+        start = self.stats.start_ns if cumulative else self._window_start_ns
+        seconds = max(end - start, 1) / 1e9
+        processes = []
+        window_totals = dict.fromkeys(_WINDOW_COUNTS, 0)
+        for space in self.model.spaces:
+            now_counts = tuple(getattr(space, name) for name in _WINDOW_COUNTS)
+            before = (0,) * len(_WINDOW_COUNTS) if cumulative else self._window_counts.get(id(space), (0,) * 4)
+            self._window_counts[id(space)] = now_counts
+            delta = dict(zip(_WINDOW_COUNTS, (n - b for n, b in zip(now_counts, before))))
+            if space.exited and not any(delta.values()):
+                continue
+            for name, value in delta.items():
+                window_totals[name] += value
+            processes.append(dict(space.to_json(), **delta))
+        resident = self._resident_by_space()
+        for proc in processes:
+            proc.update(resident.get((proc["pid"], proc["mm"]), {}))
+        processes.sort(key=lambda p: (-int(p["live_bytes"]), int(p["pid"])))
+        lost = {k: v - (0 if cumulative else self._window_lost.get(k, 0)) for k, v in sorted(self.lost.items())}
+        events = self.model.events - (0 if cumulative else self._window_events)
+        sizes = self.stats.sizes if cumulative else self.stats.window_sizes
+        lifetimes = self.stats.lifetimes if cumulative else self.stats.window_lifetimes
+        rec: Record = {
+            "type": "interval",
+            "ts": end,
+            "seq": self.intervals,
+            "window": "since_start" if cumulative else "interval",
+            "window_start_ns": start,
+            "window_ns": end - start,
+            "events": events,
+            "lost_events": sum(lost.values()),
+            "lost_by_source": {k: v for k, v in lost.items() if v},
+            "totals": dict(window_totals,
+                           live_bytes=sum(s.live_bytes for s in self.model.spaces),
+                           live_vmas=sum(s.live_vmas for s in self.model.spaces),
+                           processes=sum(1 for s in self.model.spaces if s.live_bytes)),
+            "rate": {"allocations_per_s": round(window_totals["allocations"] / seconds, 3),
+                     "allocated_bytes_per_s": round(window_totals["allocated_bytes"] / seconds),
+                     "freed_bytes_per_s": round(window_totals["freed_bytes"] / seconds),
+                     "events_per_s": round(events / seconds, 3)},
+            "processes": processes,
+            "histograms": {"allocation_size": sizes.to_json(), "lifetime": lifetimes.to_json()},
+            "resident": self._resident_system(),
+        }
+        self.intervals += 1
+        self._window_start_ns = end
+        self._window_events = self.model.events
+        self._window_lost = dict(self.lost)
+        self.stats.reset_window()
+        return rec
+
+    def _resident_by_space(self) -> Dict[Tuple[object, object], Dict[str, object]]:
+        if self.resident is None:
+            return {}
+        return {(p["pid"], p.get("mm")): {k: v for k, v in p.items() if k not in ("pid", "mm", "comm")}
+                for p in self.resident.get("processes", [])}
+
+    def _resident_system(self) -> Optional[Dict[str, object]]:
+        if self.resident is None:
+            return None
+        return {k: v for k, v in self.resident.items() if k not in ("type", "processes")}
 
     def summary(self) -> Record:
         end = self.end_ns if self.end_ns is not None else self.last_ns
@@ -159,4 +252,5 @@ class Session:
             "interval_ns": self.stats.interval_ns,
             "timeline": self.stats.timeline_json(),
             "anomalies": [a.to_json() for a in self.model.anomalies],
+            "resident": self.resident,
         }
