@@ -2,7 +2,6 @@
 from __future__ import annotations
 
 import json
-import os
 import sys
 import time
 from pathlib import Path
@@ -80,8 +79,7 @@ def trace(flag: Tuple[str, ...], mask: Optional[str], pids: Tuple[int, ...], log
       mpxtrace trace --flag VM_SHADOW_STACK --json --duration 30
       kill -USR1 <mpxtrace pid>               # print the live picture now
     """
-    from .doctor import blocking_problems, kfunc_supported, ringbuf_supported, run_checks
-    from .kernel.features import mount_pseudo_filesystems, probe_kernel
+    from .doctor import examine_host
     from .kernel.hooks import PlanError
     from .program import BccMissing
     from .tracer import TraceOptions, Tracer
@@ -93,12 +91,8 @@ def trace(flag: Tuple[str, ...], mask: Optional[str], pids: Tuple[int, ...], log
     if buffer_pages is not None and (buffer_pages < 1 or buffer_pages & (buffer_pages - 1)):
         raise click.UsageError("--buffer-pages must be a power of two (1, 2, 4, ...)")
     tracked = _tracked(flag, mask)
-    if os.geteuid() == 0:
-        mount_pseudo_filesystems()
-    probe_started = time.monotonic()
-    features = probe_kernel()
-    probe_seconds = time.monotonic() - probe_started
-    problems = blocking_problems(run_checks(features))
+    host = examine_host()
+    features, problems = host.features, host.problems
     if problems and not ebpf:
         lines = [f"mpxtrace cannot trace on this machine ({features.release}):"]
         lines += [f"  - {c.name}: {c.detail}" + (f"\n    fix: {c.fix}" if c.fix else "") for c in problems]
@@ -108,9 +102,11 @@ def trace(flag: Tuple[str, ...], mask: Optional[str], pids: Tuple[int, ...], log
                            interval=interval, count=count, duration=duration, log=log, seed=not no_seed,
                            buffer_pages=buffer_pages)
     if ebpf:
-        from .program import build_config, source_text
-        config = build_config(tracked, features, attach, buffer, pids, kfunc_supported(features),
-                              ringbuf_supported(features), offsets, buffer_pages)
+        from .program import source_text
+        try:
+            config = Tracer(options, features).program_config()
+        except PlanError as err:
+            raise click.ClickException(str(err)) from None
         click.echo("// cflags: " + " ".join(config.cflags()))
         click.echo(source_text())
         return
@@ -154,8 +150,7 @@ def trace(flag: Tuple[str, ...], mask: Optional[str], pids: Tuple[int, ...], log
         else:
             click.echo(f"all traced processes ({', '.join(map(str, pids))}) have exited", err=True)
 
-    tracer = Tracer(options, features, kfunc_supported(features), ringbuf_supported(features),
-                    on_record=on_record, on_interval=interval_report, on_snapshot=snapshot,
+    tracer = Tracer(options, features, on_record=on_record, on_interval=interval_report, on_snapshot=snapshot,
                     on_targets_gone=targets_gone)
     try:
         tracer.start()
@@ -165,13 +160,13 @@ def trace(flag: Tuple[str, ...], mask: Optional[str], pids: Tuple[int, ...], log
     if not as_json:
         attaches = ", ".join(f"{a.symbol}({a.mode})" for a in config.plan.attaches)
         click.echo(f"Tracing {tracked.describe()} on {features.release} [{config.buffer} buffer; "
-                   f"{attaches}; ready in {probe_seconds + tracer.load_seconds:.1f} s]. Ctrl-C to end.", err=True)
+                   f"{attaches}; ready in {host.probe_seconds + tracer.load_seconds:.1f} s]. Ctrl-C to end.", err=True)
     else:
         _print_json({"type": "attached", "flags": tracked.to_json(), "kernel": features.release,
                      "buffer": config.buffer,
                      "attach": [a.__dict__ for a in config.plan.attaches],
                      "missing": [h for h, _ in config.plan.missing],
-                     "startup_s": {"probe": round(probe_seconds, 2), "compile_load_attach": round(tracer.load_seconds, 2)}})
+                     "startup_s": {"probe": round(host.probe_seconds, 2), "compile_load_attach": round(tracer.load_seconds, 2)}})
     if ready_file is not None:
         from .eventlog import open_private
         open_private(ready_file).close()
@@ -253,12 +248,9 @@ def scan(flag: Tuple[str, ...], mask: Optional[str], pids: Tuple[int, ...], as_j
 @click.option("--json", "as_json", is_flag=True, help="One JSON object.")
 def doctor(as_json: bool) -> None:
     """What this machine allows: kernel, MPX, kprobes, fentry, BTF, buffers, lockdown, headers, hooks."""
-    from .doctor import blocking_problems, run_checks
-    from .kernel.features import mount_pseudo_filesystems, probe_kernel
-    if os.geteuid() == 0:
-        mount_pseudo_filesystems()
-    checks = run_checks(probe_kernel())
-    problems = blocking_problems(checks)
+    from .doctor import examine_host
+    host = examine_host()
+    checks, problems = host.checks, host.problems
     if as_json:
         _print_json({"type": "doctor", "can_trace": not problems, "checks": [c.to_json() for c in checks]})
     else:
@@ -307,12 +299,9 @@ def demo(kernel: str, flag: str) -> None:
     the tracer reports every second and prints the summary at the end.
     """
     from .demo import run_here, run_in_lab
-    from .doctor import blocking_problems, run_checks
-    from .kernel.features import mount_pseudo_filesystems, probe_kernel
+    from .doctor import examine_host
     args = ["trace", "--flag", flag, "1"]
-    if os.geteuid() == 0:
-        mount_pseudo_filesystems()
-    problems = blocking_problems(run_checks(probe_kernel()))
+    problems = examine_host().problems
     if not problems:
         sys.exit(run_here(args))
     click.echo("This machine cannot trace (" + "; ".join(f"{c.name}: {c.detail}" for c in problems) + ").\n"

@@ -7,14 +7,16 @@ from __future__ import annotations
 
 import os
 import platform
+import time
 from dataclasses import dataclass
 from typing import Dict, List, Optional
 
 from .flags import resolve_mpx
+from .kernel import features as kernel_probe
 from .kernel.features import KernelFeatures
 from .kernel.hooks import HOOKS, PlanError, plan_hooks
 
-__all__ = ["Check", "run_checks", "blocking_problems", "kfunc_supported", "ringbuf_supported"]
+__all__ = ["Check", "Host", "examine_host", "run_checks", "blocking_problems"]
 
 
 @dataclass
@@ -26,15 +28,6 @@ class Check:
 
     def to_json(self) -> Dict[str, object]:
         return {"name": self.name, "ok": self.ok, "detail": self.detail, "fix": self.fix}
-
-
-def kfunc_supported(features: KernelFeatures) -> bool:
-    """BPF trampolines + BTF, as BCC's BPF.support_kfunc() checks."""
-    return features.btf is not None and features.has_symbol("bpf_trampoline_link_prog")
-
-
-def ringbuf_supported(features: KernelFeatures) -> bool:
-    return features.has_symbol("bpf_ringbuf_reserve") or bool(features.btf and features.btf.has_struct("bpf_ringbuf"))
 
 
 def _bcc_check() -> Check:
@@ -66,12 +59,11 @@ def run_checks(features: KernelFeatures) -> List[Check]:
     checks.append(Check("btf", features.btf is not None,
                         "/sys/kernel/btf/vmlinux readable" if features.btf else "no /sys/kernel/btf/vmlinux",
                         "" if features.btf else "a kernel with CONFIG_DEBUG_INFO_BTF enables fentry and header-free offsets"))
-    checks.append(Check("fentry", kfunc_supported(features),
-                        "BPF trampolines available" if kfunc_supported(features) else "no BPF trampolines",
-                        "" if kfunc_supported(features) else "kprobes will be used (needs 5.5+ with BTF for fentry)"))
-    checks.append(Check("ring_buffer", ringbuf_supported(features),
-                        "BPF ring buffer available" if ringbuf_supported(features) else "perf buffer only",
-                        "" if ringbuf_supported(features) else "fine: the perf buffer is used (ring buffer needs 5.8+)"))
+    fentry, ring = features.kfunc_supported, features.ringbuf_supported
+    checks.append(Check("fentry", fentry, "BPF trampolines available" if fentry else "no BPF trampolines",
+                        "" if fentry else "kprobes will be used (needs 5.5+ with BTF for fentry)"))
+    checks.append(Check("ring_buffer", ring, "BPF ring buffer available" if ring else "perf buffer only",
+                        "" if ring else "fine: the perf buffer is used (ring buffer needs 5.8+)"))
     checks.append(Check("ftrace", features.ftrace_functions is not None,
                         f"{len(features.ftrace_functions)} traceable functions" if features.ftrace_functions is not None
                         else "available_filter_functions unreadable",
@@ -96,7 +88,7 @@ def run_checks(features: KernelFeatures) -> List[Check]:
         checks.append(Check(f"hook:{spec.key}", bool(present) if spec.required else None, f"{detail} — {spec.role}",
                             "" if present or not spec.required else "this kernel lacks a required hook point"))
     try:
-        plan = plan_hooks(features, "auto", kfunc_supported(features))
+        plan = plan_hooks(features, "auto")
         checks.append(Check("plan", True, "will attach: " + ", ".join(f"{a.symbol}={a.mode}" for a in plan.attaches)
                             + ("; missing: " + ", ".join(h for h, _ in plan.missing) if plan.missing else "")))
     except PlanError as err:
@@ -108,3 +100,27 @@ def blocking_problems(checks: List[Check]) -> List[Check]:
     """Checks that stop `trace` from running here."""
     blocking = {"root", "lockdown", "kprobes", "kernel_headers", "bcc", "plan"}
     return [c for c in checks if c.name in blocking and c.ok is False]
+
+
+@dataclass
+class Host:
+    """This machine as the kernel-facing commands see it at start-up."""
+
+    features: KernelFeatures
+    checks: List[Check]
+    probe_seconds: float
+
+    @property
+    def problems(self) -> List[Check]:
+        return blocking_problems(self.checks)
+
+
+def examine_host() -> Host:
+    """The start-up every kernel-facing command shares: as root, mount the pseudo filesystems
+    BCC expects (the one place mpxtrace changes the host), then probe the kernel and check it."""
+    if os.geteuid() == 0:
+        kernel_probe.mount_pseudo_filesystems()
+    started = time.monotonic()
+    features = kernel_probe.probe_kernel()
+    probe_seconds = time.monotonic() - started
+    return Host(features, run_checks(features), probe_seconds)

@@ -8,12 +8,13 @@ config, never from a version number.
 """
 from __future__ import annotations
 
-import gzip
 import platform
 import re
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Optional, Sequence
+
+from .kernel.features import kernel_config
 
 __all__ = [
     "FlagSpec",
@@ -71,16 +72,6 @@ class MpxResolution:
     @property
     def available(self) -> bool:
         return self.value != 0
-
-
-def kernel_config(release: str) -> dict[str, str]:
-    for path in (Path(f"/boot/config-{release}"), Path("/proc/config.gz")):
-        try:
-            raw = gzip.open(path, "rt").read() if path.suffix == ".gz" else path.read_text()
-        except OSError:
-            continue
-        return dict(re.findall(r"^(CONFIG_\w+)=(.*)$", raw, re.M))
-    return {}
 
 
 _MPX_DEFINE = re.compile(r"^\s*#\s*define\s+VM_MPX\s+(\w+)", re.M)

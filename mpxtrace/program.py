@@ -57,8 +57,6 @@ class ProgramConfig:
     plan: HookPlan
     buffer: str  # "ring" | "perf"
     pids: Sequence[int]
-    tracer_tgid: int
-    use_btf_offsets: bool
     defines: Dict[str, str] = field(default_factory=dict)
     buffer_pages: Optional[int] = None  # None: RINGBUF_PAGES / PERF_PAGES
 
@@ -70,12 +68,12 @@ class ProgramConfig:
 
 
 def build_config(tracked: TrackedFlags, features: KernelFeatures, attach: str, buffer: str,
-                 pids: Sequence[int], kfunc_supported: bool, ringbuf_supported: bool,
-                 offsets: str = "auto", buffer_pages: Optional[int] = None) -> ProgramConfig:
-    plan = plan_hooks(features, attach, kfunc_supported)
+                 pids: Sequence[int], offsets: str = "auto", buffer_pages: Optional[int] = None) -> ProgramConfig:
+    """The -D definitions for this kernel; capabilities (fentry, ring buffer) come from `features`."""
+    plan = plan_hooks(features, attach)
     if buffer == "auto":
-        buffer = "ring" if ringbuf_supported else "perf"
-    elif buffer == "ring" and not ringbuf_supported:
+        buffer = "ring" if features.ringbuf_supported else "perf"
+    elif buffer == "ring" and not features.ringbuf_supported:
         from .kernel.hooks import PlanError
         raise PlanError("--buffer ring: this kernel has no BPF ring buffer (5.8+); use --buffer perf or auto")
     btf_offsets = struct_offsets(features) if offsets in ("auto", "btf") else None
@@ -93,7 +91,7 @@ def build_config(tracked: TrackedFlags, features: KernelFeatures, attach: str, b
     if btf_offsets:
         defines["USE_BTF_OFFSETS"] = "1"
         defines.update(btf_offsets)
-    return ProgramConfig(tracked, plan, buffer, list(pids), os.getpid(), bool(btf_offsets), defines, buffer_pages)
+    return ProgramConfig(tracked, plan, buffer, list(pids), defines, buffer_pages)
 
 
 @dataclass

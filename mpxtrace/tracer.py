@@ -67,9 +67,7 @@ def make_header(options: TraceOptions, config: Optional[ProgramConfig], features
 @dataclass
 class Tracer:
     options: TraceOptions
-    features: KernelFeatures
-    kfunc_supported: bool
-    ringbuf_supported: bool
+    features: KernelFeatures  # what the kernel offers, capabilities included
     on_record: Callable[[Record, Session], None] = lambda rec, session: None
     on_interval: Callable[[Session, float], None] = lambda session, now: None
     on_snapshot: Callable[[Session], None] = lambda session: None
@@ -95,10 +93,13 @@ class Tracer:
         return self._program.config
 
     # -- setup ----------------------------------------------------------------------------------
+    def program_config(self) -> ProgramConfig:
+        """The kernel program these options need on this kernel (what start() loads, `--ebpf` prints)."""
+        return build_config(self.options.tracked, self.features, self.options.attach, self.options.buffer,
+                            self.options.pids, self.options.offsets, self.options.buffer_pages)
+
     def start(self) -> Session:
-        config = build_config(self.options.tracked, self.features, self.options.attach, self.options.buffer,
-                              self.options.pids, self.kfunc_supported, self.ringbuf_supported, self.options.offsets,
-                              self.options.buffer_pages)
+        config = self.program_config()
         if self.options.log is not None:
             self._log = LogWriter(self.options.log)  # fail before the slow compile
         started = time.monotonic()

@@ -91,20 +91,6 @@ def test_trace_bad_interval() -> None:
     assert result.exit_code == 2
 
 
-def test_trace_on_a_host_that_cannot_trace_says_why_and_what_to_do() -> None:
-    from mpxtrace.doctor import blocking_problems, run_checks
-    from mpxtrace.kernel.features import probe_kernel
-    problems = blocking_problems(run_checks(probe_kernel()))
-    result = CliRunner().invoke(main, ["trace", "--flag", "VM_LOCKED", "1"])
-    if problems:  # this CI host: lockdown / no kprobes / no headers
-        assert result.exit_code == 1
-        for check in problems:
-            assert check.name in result.output
-        assert "mpxtrace lab -- trace" in result.output
-    else:  # a host that can trace gets past the checks (and fails later only without root/BCC)
-        assert "cannot trace on this machine" not in result.output
-
-
 def test_default_mpx_profile_without_mpx_points_to_flag() -> None:
     from mpxtrace.flags import resolve_mpx
     if resolve_mpx().available:
@@ -112,12 +98,3 @@ def test_default_mpx_profile_without_mpx_points_to_flag() -> None:
     result = CliRunner().invoke(main, ["trace"])
     assert result.exit_code == 2
     assert "no MPX bounds-table flag" in result.output and "--flag VM_LOCKED" in result.output
-
-
-def test_doctor_json_lists_every_hook_and_exit_status_matches() -> None:
-    result = CliRunner().invoke(main, ["doctor", "--json"])
-    doc = json.loads(result.output)
-    names = {c["name"] for c in doc["checks"]}
-    assert {"lockdown", "kprobes", "btf", "fentry", "ring_buffer", "kernel_headers", "mpx", "plan"} <= names
-    assert {n for n in names if n.startswith("hook:")} >= {"hook:mmap", "hook:free", "hook:split", "hook:merge"}
-    assert result.exit_code == (0 if doc["can_trace"] else 1)

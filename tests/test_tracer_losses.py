@@ -19,8 +19,7 @@ class FakeProgram:
 
 
 def tracer(buffer: str) -> Tracer:
-    t = Tracer(TraceOptions(resolve_flags(["lo"], None)), features=None, kfunc_supported=False,  # type: ignore[arg-type]
-               ringbuf_supported=True)
+    t = Tracer(TraceOptions(resolve_flags(["lo"], None)), features=None)  # type: ignore[arg-type]
     t._program = FakeProgram(buffer)  # type: ignore[assignment]
     return t
 
@@ -70,8 +69,7 @@ def test_signals_are_handled_from_the_moment_the_tracer_is_attached(monkeypatch)
 
     monkeypatch.setattr(tracer_mod, "build_config", lambda *a, **k: SimpleNamespace(buffer="ring", plan=SimpleNamespace(attaches=[])))
     monkeypatch.setattr(tracer_mod, "load_program", lambda config: Loaded("ring"))
-    t = Tracer(TraceOptions(resolve_flags(["lo"], None), seed=False), features=None,  # type: ignore[arg-type]
-               kfunc_supported=False, ringbuf_supported=True)
+    t = Tracer(TraceOptions(resolve_flags(["lo"], None), seed=False), features=None)  # type: ignore[arg-type]
     before = signal.getsignal(signal.SIGUSR1)
     t.start()
     try:

@@ -1,30 +1,41 @@
 """What the running kernel offers a tracer: symbols, ftrace, kprobes, BTF, buffers, lockdown.
 
-Each probe reads the kernel's own interfaces (kallsyms, tracefs, securityfs, sysfs) and
-reports what it saw; nothing here compares version numbers.
+Each probe reads the kernel's own interfaces (kallsyms, tracefs, securityfs, sysfs, the
+build config) and reports what it saw; the capabilities the tracer plans with (fentry, the
+ring buffer) are derived from those facts here.  Nothing compares version numbers.
 """
 from __future__ import annotations
 
+import gzip
 import os
 import platform
+import re
+import subprocess
 from dataclasses import dataclass, field
 from functools import lru_cache
 from pathlib import Path
-from typing import FrozenSet, Optional
+from typing import Dict, FrozenSet, Optional, Tuple
 
 from .btf import Btf, load_vmlinux_btf
 
-__all__ = ["KernelFeatures", "probe_kernel", "mount_pseudo_filesystems"]
+__all__ = ["KernelFeatures", "probe_kernel", "mount_pseudo_filesystems", "kernel_config"]
 
 TRACEFS_DIRS = (Path("/sys/kernel/tracing"), Path("/sys/kernel/debug/tracing"))
 
 
 def mount_pseudo_filesystems() -> None:
-    """Mount tracefs/debugfs/securityfs where they are missing, as bcc tools expect (root only)."""
+    """Mount tracefs/debugfs/securityfs where they are missing, as bcc tools expect (root only).
+
+    This changes the host: only commands run for real call it (never a probe, never a test).
+    """
     for fstype, target in (("securityfs", "/sys/kernel/security"), ("debugfs", "/sys/kernel/debug"),
                            ("tracefs", "/sys/kernel/tracing")):
         if os.path.isdir(target) and not os.listdir(target):
-            os.system(f"mount -t {fstype} {fstype} {target} >/dev/null 2>&1")
+            try:
+                subprocess.run(["mount", "-t", fstype, fstype, target], stdout=subprocess.DEVNULL,
+                               stderr=subprocess.DEVNULL, check=False)
+            except OSError:  # no mount(8): the probes report what is missing
+                pass
 
 
 def _read(path: Path) -> Optional[str]:
@@ -41,7 +52,6 @@ class KernelFeatures:
     kallsyms_readable: bool
     ftrace_functions: Optional[FrozenSet[str]]  # None when available_filter_functions is unreadable
     kprobe_blacklist: FrozenSet[str]
-    kprobes_enabled: Optional[bool]  # /sys/kernel/debug/kprobes/enabled, None if unknown
     kprobe_events: bool  # tracefs kprobe_events exists (CONFIG_KPROBE_EVENTS)
     lockdown: Optional[str]
     btf: Optional[Btf] = field(repr=False, default=None)
@@ -52,6 +62,16 @@ class KernelFeatures:
 
     def has_symbol(self, name: str) -> bool:
         return name in self.kallsyms
+
+    @property
+    def kfunc_supported(self) -> bool:
+        """fentry/fexit can attach: BPF trampolines and BTF, as BCC's BPF.support_kfunc() checks."""
+        return self.btf is not None and self.has_symbol("bpf_trampoline_link_prog")
+
+    @property
+    def ringbuf_supported(self) -> bool:
+        """The BPF ring buffer exists (5.8+); otherwise events go through per-CPU perf buffers."""
+        return self.has_symbol("bpf_ringbuf_reserve") or bool(self.btf and self.btf.has_struct("bpf_ringbuf"))
 
     def can_kprobe(self, name: str) -> bool:
         if not self.kprobe_events or name not in self.kallsyms or name in self.kprobe_blacklist:
@@ -64,12 +84,14 @@ class KernelFeatures:
         """Traceable by ftrace and its BTF signature fits a trampoline (<= 6 args, none by value)."""
         if self.btf is None or self.ftrace_functions is None or name not in self.ftrace_functions:
             return False
+        if self.lockdown == "confidentiality":  # BPF may not read kernel memory: no tracing program loads
+            return False
         params = self.btf.func_params(name)
         return params is not None and len(params) <= 6 and not any(
             p.by_value_aggregate or p.non_struct_pointer for p in params)
 
 
-def _kallsyms() -> tuple[FrozenSet[str], bool]:
+def _kallsyms() -> Tuple[FrozenSet[str], bool]:
     names = set()
     readable = False
     try:
@@ -108,14 +130,23 @@ def _lockdown() -> Optional[str]:
     return None
 
 
+def kernel_config(release: str) -> Dict[str, str]:
+    """The running kernel's build config (CONFIG_x -> value), from /boot or /proc/config.gz."""
+    for path in (Path(f"/boot/config-{release}"), Path("/proc/config.gz")):
+        try:
+            raw = gzip.open(path, "rt").read() if path.suffix == ".gz" else path.read_text()
+        except OSError:
+            continue
+        return dict(re.findall(r"^(CONFIG_\w+)=(.*)$", raw, re.M))
+    return {}
+
+
 @lru_cache(maxsize=1)
 def probe_kernel() -> KernelFeatures:
     release = platform.release()
     syms, readable = _kallsyms()
-    enabled_text = _read(Path("/sys/kernel/debug/kprobes/enabled"))
     kprobe_events = any((base / "kprobe_events").exists() for base in TRACEFS_DIRS)
     headers = Path(f"/lib/modules/{release}/build")
-    from ..flags import kernel_config
     config = kernel_config(release)
     return KernelFeatures(
         release=release,
@@ -123,7 +154,6 @@ def probe_kernel() -> KernelFeatures:
         kallsyms_readable=readable,
         ftrace_functions=_ftrace_functions(),
         kprobe_blacklist=_blacklist(),
-        kprobes_enabled=None if enabled_text is None else enabled_text.strip() == "1",
         kprobe_events=kprobe_events,
         lockdown=_lockdown(),
         btf=load_vmlinux_btf(),

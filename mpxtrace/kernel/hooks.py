@@ -60,7 +60,7 @@ HOOKS: Tuple[HookSpec, ...] = (
              {"ARG_COPY_VMAP": ("vmap", 1), "ARG_COPY_ADDR": ("addr", 2), "ARG_COPY_LEN": ("len", 3),
               "ARG_COPY_PGOFF": ("pgoff", 4)},
              "kp_copy_vma", "kr_copy_vma", "mremap moving a VMA"),
-    HookSpec("free", ("vm_area_free",), {"ARG_FREE_VMA": ("vma", 1)}, "kp_free", None,
+    HookSpec("free", ("vm_area_free",), {}, "kp_free", None,
              "every VMA's destruction: munmap, MAP_FIXED, mremap, exit, exec", required=True),
     HookSpec("exit", ("exit_mmap",), {}, "kp_exit_mmap", "kr_exit_mmap", "address-space teardown (exit, exec)"),
     # dup_userfaultfd() sees every VMA dup_mmap() copies; anon_vma_fork() skips VM_WIPEONFORK ones
@@ -104,11 +104,11 @@ STRUCT_FIELDS: Dict[str, Tuple[str, Tuple[str, ...]]] = {
     "OFF_TASK_COMM": ("task_struct", ("comm",)),
 }
 # struct vma_merge_struct (mm/vma.h, 6.12+): "flags" until 6.17, renamed "vm_flags" later.
-VMG_FIELDS: Dict[str, Tuple[str, ...]] = {
-    "OFF_VMG_MM": ("mm",),
-    "OFF_VMG_START": ("start",),
-    "OFF_VMG_END": ("end",),
-    "OFF_VMG_FLAGS": ("vm_flags", "flags"),
+VMG_FIELDS: Dict[str, Tuple[str, Tuple[str, ...]]] = {
+    "OFF_VMG_MM": ("vma_merge_struct", ("mm",)),
+    "OFF_VMG_START": ("vma_merge_struct", ("start",)),
+    "OFF_VMG_END": ("vma_merge_struct", ("end",)),
+    "OFF_VMG_FLAGS": ("vma_merge_struct", ("vm_flags", "flags")),
 }
 
 
@@ -122,10 +122,10 @@ def _offset(features: KernelFeatures, struct: str, names: Tuple[str, ...]) -> Op
     return None
 
 
-def struct_offsets(features: KernelFeatures) -> Optional[Dict[str, str]]:
-    """Field offsets from BTF (then the program needs no heavy kernel headers), or None."""
+def _offsets(features: KernelFeatures, fields: Dict[str, Tuple[str, Tuple[str, ...]]]) -> Optional[Dict[str, str]]:
+    """-D values for every field, or None when BTF lacks any of them."""
     out = {}
-    for define, (struct, names) in STRUCT_FIELDS.items():
+    for define, (struct, names) in fields.items():
         off = _offset(features, struct, names)
         if off is None:
             return None
@@ -133,14 +133,9 @@ def struct_offsets(features: KernelFeatures) -> Optional[Dict[str, str]]:
     return out
 
 
-def _vmg_offsets(features: KernelFeatures) -> Optional[Dict[str, str]]:
-    out = {}
-    for define, names in VMG_FIELDS.items():
-        off = _offset(features, "vma_merge_struct", names)
-        if off is None:
-            return None
-        out[define] = str(off)
-    return out
+def struct_offsets(features: KernelFeatures) -> Optional[Dict[str, str]]:
+    """Field offsets from BTF (then the program needs no heavy kernel headers), or None."""
+    return _offsets(features, STRUCT_FIELDS)
 
 
 def _arg_positions(spec: HookSpec, symbol: str, features: KernelFeatures) -> Dict[str, str]:
@@ -155,17 +150,17 @@ def _arg_positions(spec: HookSpec, symbol: str, features: KernelFeatures) -> Dic
     return out
 
 
-def plan_hooks(features: KernelFeatures, attach: str, kfunc_supported: bool) -> HookPlan:
+def plan_hooks(features: KernelFeatures, attach: str) -> HookPlan:
     """Choose symbols and modes.  `attach` is auto | fentry | kprobe."""
-    if attach == "fentry" and not kfunc_supported:
+    if attach == "fentry" and not features.kfunc_supported:
         raise PlanError("--attach fentry: this kernel/BCC cannot attach fentry programs "
                         "(needs BTF and BPF trampolines, 5.5+); use --attach kprobe or auto")
-    want_fentry = attach in ("fentry", "auto") and kfunc_supported
+    want_fentry = attach in ("fentry", "auto") and features.kfunc_supported
     plan = HookPlan()
     for spec in HOOKS:
         present = [s for s in spec.symbols if features.has_symbol(s)]
         if spec.key == "vmg":
-            offs = _vmg_offsets(features) if present else None
+            offs = _offsets(features, VMG_FIELDS) if present else None
             if present and offs is None:
                 plan.missing.append((spec.key, "struct vma_merge_struct not found in BTF"))
                 continue
