@@ -68,9 +68,6 @@ class ExitWatcher:
         self.gone |= newly
         return newly
 
-    def all_gone(self) -> bool:
-        return bool(self.watched) and self.gone >= self.watched
-
     def close(self) -> None:
         if self._sock is not None:
             try:

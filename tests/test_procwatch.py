@@ -1,9 +1,19 @@
 from __future__ import annotations
 
+import os
 import subprocess
 import time
 
+import pytest
+
+from mpxtrace import procwatch
 from mpxtrace.procwatch import ExitWatcher
+
+
+@pytest.fixture(autouse=True)
+def sweep_on_every_poll(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Every poll checks /proc for every watched pid, so a live one wrongly declared gone shows."""
+    monkeypatch.setattr(procwatch, "SWEEP_SECONDS", 0.0)
 
 
 def _wait_gone(watcher: ExitWatcher, pid: int, timeout: float = 5.0) -> bool:
@@ -15,36 +25,40 @@ def _wait_gone(watcher: ExitWatcher, pid: int, timeout: float = 5.0) -> bool:
     return False
 
 
-def test_sees_a_watched_process_exit() -> None:
+def test_sees_a_watched_process_exit_and_only_that_one() -> None:
     child = subprocess.Popen(["sleep", "0.3"])
-    other = subprocess.Popen(["sleep", "5"])
-    watcher = ExitWatcher([child.pid])
+    other = subprocess.Popen(["sleep", "30"])
+    watcher = ExitWatcher([child.pid, other.pid])
     try:
-        assert not watcher.all_gone()
+        assert watcher.poll() == set() and watcher.gone == set()
         child.wait()
         assert _wait_gone(watcher, child.pid)
-        assert watcher.all_gone()
-        assert other.pid not in watcher.gone
+        for _ in range(5):  # the watched process still running is never reported
+            watcher.poll()
+            time.sleep(0.02)
+        assert watcher.gone == {child.pid}
     finally:
         other.kill()
+        other.wait()
         watcher.close()
 
 
 def test_already_dead_pid_counts_as_gone() -> None:
     child = subprocess.Popen(["true"])
     child.wait()
-    watcher = ExitWatcher([child.pid])
-    assert watcher.all_gone()
-    watcher.close()
+    watcher = ExitWatcher([child.pid, os.getpid()])
+    try:
+        assert watcher.gone == {child.pid}
+    finally:
+        watcher.close()
 
 
 def test_connector_is_used_as_root() -> None:
-    import os
     watcher = ExitWatcher([os.getpid()])
     try:
         if os.geteuid() == 0:
             assert watcher.uses_connector  # cn_proc works as root on the CI host (seen on 6.18)
-        assert not watcher.all_gone()
+        assert watcher.poll() == set() and watcher.gone == set()
     finally:
         watcher.close()
 
