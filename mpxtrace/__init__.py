@@ -3,4 +3,6 @@
 Data flow, one module each: bpf/ (kernel program) -> events (stream layout) -> tracer
 (ordering, log) -> model (per-address-space ranges) -> stats (histograms, summary) -> render.
 """
+from __future__ import annotations
+
 __version__ = "0.1.0"

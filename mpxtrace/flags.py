@@ -12,7 +12,7 @@ import platform
 import re
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Optional, Sequence
+from typing import Dict, List, Optional, Sequence, Tuple
 
 from .kernel.features import kernel_config
 
@@ -41,7 +41,7 @@ class FlagSpec:
 
 
 # Values as in include/linux/mm.h on x86-64 (stable since their introduction unless noted).
-KNOWN_FLAGS: tuple[FlagSpec, ...] = (
+KNOWN_FLAGS: Tuple[FlagSpec, ...] = (
     FlagSpec("VM_LOCKED", 0x00002000, "lo", "mmap(MAP_LOCKED), mlock()"),
     FlagSpec("VM_DONTCOPY", 0x00020000, "dc", "madvise(MADV_DONTFORK)"),
     FlagSpec("VM_NORESERVE", 0x00200000, "nr", "mmap(MAP_NORESERVE)"),
@@ -80,7 +80,7 @@ _ARCH_DEFINE = r"^\s*#\s*define\s+{name}\s+(\w+)"
 
 def resolve_mpx(
     headers_dir: Optional[Path] = None,
-    config: Optional[dict[str, str]] = None,
+    config: Optional[Dict[str, str]] = None,
     cpuinfo: Optional[str] = None,
 ) -> MpxResolution:
     """Resolve VM_MPX from the kernel's own mm.h and config (drgn's rule: probe, don't compare versions).
@@ -160,13 +160,13 @@ class TrackedFlags:
     """The mask traced in the kernel, with the names and smaps mnemonics it stands for."""
 
     mask: int
-    names: tuple[str, ...]
-    mnemonics: tuple[str, ...]
+    names: Tuple[str, ...]
+    mnemonics: Tuple[str, ...]
 
     def describe(self) -> str:
         return f"{'|'.join(self.names)} ({self.mask:#x})"
 
-    def to_json(self) -> dict[str, object]:
+    def to_json(self) -> Dict[str, object]:
         return {"mask": self.mask, "names": list(self.names), "mnemonics": list(self.mnemonics)}
 
 
@@ -178,7 +178,7 @@ def _lookup(name: str) -> Optional[FlagSpec]:
     return None
 
 
-def mnemonics_for_mask(mask: int) -> tuple[str, ...]:
+def mnemonics_for_mask(mask: int) -> Tuple[str, ...]:
     return tuple(spec.mnemonic for spec in KNOWN_FLAGS if spec.value & mask)
 
 
@@ -191,8 +191,8 @@ def resolve_flags(
     if not names and mask is None:
         names = ["mpx"]
     total = 0
-    labels: list[str] = []
-    mnems: list[str] = []
+    labels: List[str] = []
+    mnems: List[str] = []
     for raw in names:
         if raw.strip().lower() in ("mpx", "vm_mpx", "mp"):
             res = mpx if mpx is not None else resolve_mpx()

@@ -46,7 +46,7 @@ def histogram_text(hist: Dict[str, object], title: str, width: int = 40) -> List
     return lines
 
 
-def processes_text(processes: Sequence[Dict[str, object]], deltas: bool = False) -> List[str]:
+def processes_text(processes: Sequence[Dict[str, object]]) -> List[str]:
     header = f"{'PID':>7} {'COMM':<16} {'LIVE':>9} {'VMAS':>5} {'ALLOCS':>7} {'FREES':>6} {'ALLOC_B':>9} {'FREED_B':>9}"
     lines = [header]
     for p in processes:

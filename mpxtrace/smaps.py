@@ -9,7 +9,7 @@ import os
 import re
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Dict, Iterable, List, Optional, Sequence
+from typing import Dict, FrozenSet, Iterable, List, Optional, Sequence
 
 __all__ = ["SmapsVma", "read_smaps", "flagged_vmas", "ProcessScan", "scan"]
 
@@ -24,7 +24,7 @@ class SmapsVma:
     offset: int
     path: str
     rss_kb: int
-    flags: frozenset[str]
+    flags: FrozenSet[str]
 
     @property
     def size(self) -> int:

@@ -48,8 +48,8 @@ def partuuid(signature: int) -> str:
     return f"{signature:08x}-01"
 
 
-def make_ext4(src: Path, image: Path, label: str, size: int, *, partition_signature: int | None = None,
-              inodes: int | None = None, features: str | None = None, log: Optional["StepLog"] = None) -> None:
+def make_ext4(src: Path, image: Path, label: str, size: int, *, partition_signature: Optional[int] = None,
+              inodes: Optional[int] = None, features: Optional[str] = None, log: Optional[StepLog] = None) -> None:
     """Create a sparse ext4 image of `size` bytes filled from `src`.
 
     With partition_signature the filesystem goes into partition 1 of an MBR disk.

@@ -12,7 +12,7 @@ from typing import Callable, List, Optional, Sequence, Tuple
 QEMU = "qemu-system-x86_64"
 
 
-def kvm_usable(cpuinfo: str | None = None) -> bool:
+def kvm_usable(cpuinfo: Optional[str] = None) -> bool:
     """KVM only with real VT-x/AMD-V: the nested /dev/kvm seen on CI cannot run a stock
     kernel (MSR and emulation failures), and then QEMU pauses instead of exiting."""
     if cpuinfo is None:

@@ -12,7 +12,7 @@ import sys
 import threading
 import time
 from collections import deque
-from typing import Callable, Deque, Dict, Iterable, List, Optional
+from typing import Any, Callable, Deque, Dict, Iterable, List, Optional
 
 from rich.console import Console, Group, RenderableType
 from rich.layout import Layout
@@ -78,7 +78,7 @@ class LiveScreen:
         self._live = Live(self, console=self.console, screen=True, auto_refresh=True, refresh_per_second=4)
         self._stop_keys = threading.Event()
         self._keys: Optional[threading.Thread] = None
-        self._tty_state: Optional[List[object]] = None
+        self._tty_state: Optional[List[Any]] = None  # termios.tcgetattr()'s list
 
     # rich calls this on every refresh: the newest record, the current sort, the current size
     def __rich__(self) -> RenderableType:

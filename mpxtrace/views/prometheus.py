@@ -132,6 +132,6 @@ def serve(listen: str, view: MetricsView) -> Tuple[object, int]:
     """Start the HTTP server thread; (server, bound port)."""
     host, port = parse_listen(listen)
     registry = CollectorRegistry()
-    registry.register(view)  # type: ignore[arg-type]
+    registry.register(view)
     server, _thread = start_http_server(port, addr=host, registry=registry)
     return server, int(server.server_port)
