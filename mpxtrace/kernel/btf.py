@@ -116,9 +116,6 @@ class Btf:
             tid = t.ref
         return None
 
-    def has_func(self, name: str) -> bool:
-        return name in self._funcs
-
     def func_params(self, name: str) -> Optional[List[FuncParam]]:
         tid = self._funcs.get(name)
         if tid is None:
