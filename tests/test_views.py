@@ -28,9 +28,6 @@ def _capture(big: int = 4) -> List[Dict[str, Any]]:
 
 
 # -- Prometheus ---------------------------------------------------------------------------------
-prometheus_client = pytest.importorskip("prometheus_client")
-
-
 def test_parse_listen() -> None:
     from mpxtrace.views.prometheus import parse_listen
     assert parse_listen("9464") == ("127.0.0.1", 9464)
@@ -101,7 +98,6 @@ def _png_size(path: Path) -> tuple:
 
 
 def test_plot_png_and_svg(tmp_path: Path) -> None:
-    pytest.importorskip("matplotlib")
     from mpxtrace.views.plot import DPI, SIZE_INCHES, plot_capture
     from mpxtrace.views.files import OutputError
     first, second, svg = tmp_path / "a.png", tmp_path / "b.png", tmp_path / "a.svg"

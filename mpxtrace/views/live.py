@@ -34,6 +34,9 @@ SORT_KEYS: Dict[str, Callable[[Dict[str, object]], float]] = {
     "pid": lambda p: -float(p["pid"]),  # type: ignore[arg-type]
 }
 _BLOCKS = " ▁▂▃▄▅▆▇█"
+COLUMNS = ("PID", "COMM", "LIVE", "VMAS", "RESIDENT", "%RSS", "%VSZ", "ALLOCS", "FREES", "ALLOC_B", "FREED_B")
+NARROW_DROPS = ("%VSZ", "FREES", "FREED_B")  # left out below WIDE columns
+WIDE = 100
 
 
 def sparkline(values: Iterable[int], width: int) -> str:
@@ -116,30 +119,32 @@ class LiveScreen:
                         f"{_percent(resident['ram_share'])} of RAM {human_bytes(int(resident['mem_total_bytes']))}")
         width = self.console.size.width
         head.append("\nlive bytes " + sparkline(self._history, max(10, width - 20)), style="magenta")
-        table = Table(expand=True, title_justify="left", caption=f"sorted by {self.sort}   [s] sort  [q] quit",
-                      caption_justify="left")
-        for name, justify in (("PID", "right"), ("COMM", "left"), ("LIVE", "right"), ("VMAS", "right"),
-                              ("RESIDENT", "right"), ("%RSS", "right"), ("%VSZ", "right"),
-                              (f"ALLOCS {label}", "right"), (f"FREES {label}", "right"),
-                              (f"ALLOC_B {label}", "right"), (f"FREED_B {label}", "right")):
-            table.add_column(name, justify=justify, no_wrap=True,  # type: ignore[arg-type]
-                             style="bold" if name.split()[0].lower() == self.sort else None)
+        table = Table(expand=True, title=Text(f"LIVE, VMAS, RESIDENT, %: now    ALLOCS, FREES, ALLOC_B, FREED_B: {label}"), title_justify="left",
+                      caption=Text(f"sorted by {self.sort}   s: sort   q: quit"), caption_justify="left")
+        columns = [c for c in COLUMNS if width >= WIDE or c not in NARROW_DROPS]
+        for name in columns:
+            table.add_column(name, justify="left" if name == "COMM" else "right", no_wrap=True,
+                             min_width=None if name == "COMM" else min(len(name), 6),
+                             style="bold" if name.lower() == self.sort else None)
         processes = sorted(rec["processes"], key=SORT_KEYS[self.sort], reverse=True)
-        hist_height = 4 + max(len(rec["histograms"][n]["buckets"]) for n in ("allocation_size", "lifetime"))
-        rows = max(1, height - 6 - hist_height - 6)
+        hist_height = 2 + max(1, *(len(rec["histograms"][n]["buckets"]) for n in ("allocation_size", "lifetime")))
+        head_height = head.plain.count("\n") + 3
+        rows = max(1, height - head_height - hist_height - 6)  # 6: title, borders, header, caption
         for p in processes[:rows]:
-            table.add_row(str(p["pid"] or "?"), str(p["comm"])[:16], human_bytes(int(p["live_bytes"])),
-                          str(p["live_vmas"]),
-                          human_bytes(int(p["resident_bytes"])) if "resident_bytes" in p else "-",
-                          _percent(p.get("rss_share")), _percent(p.get("vsize_share")), str(p["allocations"]),
-                          str(p["frees"]), human_bytes(int(p["allocated_bytes"])), human_bytes(int(p["freed_bytes"])))
+            cells = {"PID": str(p["pid"] or "?"), "COMM": str(p["comm"])[:16], "LIVE": human_bytes(int(p["live_bytes"])),
+                     "VMAS": str(p["live_vmas"]),
+                     "RESIDENT": human_bytes(int(p["resident_bytes"])) if "resident_bytes" in p else "-",
+                     "%RSS": _percent(p.get("rss_share")), "%VSZ": _percent(p.get("vsize_share")),
+                     "ALLOCS": str(p["allocations"]), "FREES": str(p["frees"]),
+                     "ALLOC_B": human_bytes(int(p["allocated_bytes"])), "FREED_B": human_bytes(int(p["freed_bytes"]))}
+            table.add_row(*(cells[c] for c in columns))
         if len(processes) > rows:
-            table.add_row("", f"... {len(processes) - rows} more", *[""] * 9)
+            table.add_row("", f"... {len(processes) - rows} more", *[""] * (len(columns) - 2))
         hists = Layout()
         hists.split_row(Layout(_histogram(rec["histograms"]["allocation_size"], f"allocation size, {label}", width // 2)),
                         Layout(_histogram(rec["histograms"]["lifetime"], f"lifetime, {label}", width // 2)))
-        layout.split_column(Layout(Panel(head), size=head.plain.count("\n") + 3), Layout(table),
-                            Layout(hists, size=hist_height))
+        shown = min(rows, len(processes)) + (len(processes) > rows)
+        layout.split_column(Layout(Panel(head), size=head_height), Layout(table, size=shown + 6), Layout(hists))
         return layout
 
     # -- keys ------------------------------------------------------------------------------

@@ -1,0 +1,74 @@
+"""What ``trace`` does every interval: sample resident memory (I/O, logged as its own record),
+cut the interval record in the Session, and hand it to the outputs — plain text, NDJSON, the
+full-screen view, Prometheus metrics."""
+from __future__ import annotations
+
+import contextlib
+import json
+import sys
+import time
+from dataclasses import dataclass, field
+from typing import Any, Callable, ContextManager, Optional
+
+from . import render, resident
+from .events import Record
+from .stats import Session
+
+__all__ = ["IntervalReporter", "live_screen_available"]
+
+METRICS_PUBLISH_S = 0.5  # between intervals, scrapes see the session at most this stale
+
+
+def live_screen_available() -> bool:
+    """The full-screen view needs a terminal on stdout and the `live` extra (rich)."""
+    if not sys.stdout.isatty():
+        return False
+    try:
+        import rich  # noqa: F401
+    except ImportError:
+        return False
+    return True
+
+
+@dataclass
+class IntervalReporter:
+    as_json: bool = False
+    cumulative: bool = False
+    sample_resident: bool = True
+    add_record: Callable[[Record], None] = lambda rec: None  # logs and applies (Tracer.add_record)
+    screen: Optional[Any] = None  # views.live.LiveScreen
+    metrics: Optional[Any] = None  # views.prometheus.MetricsView
+    _published: float = field(default=0.0)
+
+    def interval(self, session: Session, now_ns: Optional[int] = None) -> Record:
+        now_ns = now_ns if now_ns is not None else time.monotonic_ns()
+        if self.sample_resident:
+            self.add_record(resident.sample(session, now_ns))
+        rec = session.interval_snapshot(now_ns, self.cumulative)
+        self.publish(session, force=True)
+        if self.screen is not None:
+            self.screen.update(rec)
+        elif self.as_json:
+            print_json(rec)
+        else:
+            sys.stdout.write("\n" + render.interval_text(rec, time.strftime("%H:%M:%S")) + "\n")
+            sys.stdout.flush()
+        return rec
+
+    def publish(self, session: Session, force: bool = False) -> None:
+        """Refresh the metrics from the session (on the tracer's thread), at most every half second."""
+        if self.metrics is None:
+            return
+        now = time.monotonic()
+        if force or now - self._published >= METRICS_PUBLISH_S:
+            self.metrics.publish(session)
+            self._published = now
+
+    def running(self) -> ContextManager[object]:
+        """The full-screen view is on while the tracer runs (the summary prints after it)."""
+        return self.screen if self.screen is not None else contextlib.nullcontext()
+
+
+def print_json(rec: Record) -> None:
+    sys.stdout.write(json.dumps(rec, separators=(",", ":")) + "\n")
+    sys.stdout.flush()
