@@ -10,9 +10,11 @@ from typing import Dict, Optional, Sequence, Tuple
 import click
 
 from . import render, smaps
-from .eventlog import LogError, read_log
+from .eventlog import LogError, open_log
 from .events import Record
 from .flags import FlagError, TrackedFlags, parse_mask, resolve_flags
+from .options import DURATION, INTERVAL, PID, new_files, unique_pids
+from .output import OutputGuard, QuietOutputGroup
 from .stats import Session
 
 FLAG_HELP = ("vm_flags bit to follow: mpx (default), a kernel name (VM_LOCKED, VM_NORESERVE, VM_SHADOW_STACK, "
@@ -31,7 +33,7 @@ def _print_json(rec: Record) -> None:
     sys.stdout.flush()
 
 
-@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+@click.group(cls=QuietOutputGroup, context_settings={"help_option_names": ["-h", "--help"]})
 @click.version_option(package_name="mpxtrace")
 def main() -> None:
     """Follow, live, every VMA whose vm_flags carry a flag (Intel MPX bounds tables by default),
@@ -45,12 +47,12 @@ def main() -> None:
 @main.command()
 @click.option("--flag", "flag", multiple=True, metavar="NAME", help=FLAG_HELP)
 @click.option("--mask", metavar="HEX", help="Raw vm_flags mask to follow, e.g. 0x2000.")
-@click.option("-p", "--pid", "pids", multiple=True, type=int, metavar="PID",
+@click.option("-p", "--pid", "pids", multiple=True, type=PID, metavar="PID",
               help="Only these processes (and children they fork). Repeatable.")
 @click.option("--log", "log", type=click.Path(dir_okay=False, path_type=Path),
               help="Capture every event to this new file (mode 0600, never overwritten) for `mpxtrace report`.")
 @click.option("--json", "as_json", is_flag=True, help="NDJSON: one JSON object per line, a summary record last.")
-@click.option("--duration", type=float, metavar="SECONDS", help="Stop after this many seconds.")
+@click.option("--duration", type=DURATION, metavar="SECONDS", help="Stop after this many seconds.")
 @click.option("--attach", type=click.Choice(["auto", "fentry", "kprobe"]), default="auto", show_default=True,
               help="fentry/fexit where the kernel supports them, else kprobes.")
 @click.option("--buffer", type=click.Choice(["auto", "ring", "perf"]), default="auto", show_default=True,
@@ -63,8 +65,8 @@ def main() -> None:
 @click.option("--ebpf", is_flag=True, hidden=True, help="Print the kernel program and its -D flags, then exit.")
 @click.option("--ready-file", type=click.Path(dir_okay=False, path_type=Path), hidden=True,
               help="Create this file once attached (for scripts that start a workload after).")
-@click.argument("interval", type=float, required=False)
-@click.argument("count", type=int, required=False)
+@click.argument("interval", type=INTERVAL, required=False)
+@click.argument("count", type=click.IntRange(min=1), required=False)
 def trace(flag: Tuple[str, ...], mask: Optional[str], pids: Tuple[int, ...], log: Optional[Path], as_json: bool,
           duration: Optional[float], attach: str, buffer: str, buffer_pages: Optional[int], offsets: str, no_seed: bool,
           ebpf: bool,
@@ -88,6 +90,8 @@ def trace(flag: Tuple[str, ...], mask: Optional[str], pids: Tuple[int, ...], log
         raise click.UsageError("INTERVAL must be a positive number of seconds")
     if count is not None and interval is None:
         raise click.UsageError("COUNT needs an INTERVAL")
+    pids = unique_pids(pids)
+    new_files({"--log": log, "--ready-file": ready_file})
     if buffer_pages is not None and (buffer_pages < 1 or buffer_pages & (buffer_pages - 1)):
         raise click.UsageError("--buffer-pages must be a power of two (1, 2, 4, ...)")
     tracked = _tracked(flag, mask)
@@ -150,8 +154,16 @@ def trace(flag: Tuple[str, ...], mask: Optional[str], pids: Tuple[int, ...], log
         else:
             click.echo(f"all traced processes ({', '.join(map(str, pids))}) have exited", err=True)
 
-    tracer = Tracer(options, features, on_record=on_record, on_interval=interval_report, on_snapshot=snapshot,
-                    on_targets_gone=targets_gone)
+    def log_stopped(message: str) -> None:
+        click.echo(f"mpxtrace: {message}", err=True)
+        if as_json:
+            _print_json({"type": "log_stopped", "path": str(log), "message": message})
+
+    output = OutputGuard()  # a broken stdout stops the trace cleanly, then ends the command quietly
+    tracer = Tracer(options, features, on_record=output.wrap(on_record), on_interval=output.wrap(interval_report),
+                    on_snapshot=output.wrap(snapshot), on_targets_gone=output.wrap(targets_gone),
+                    on_log_stopped=output.wrap(log_stopped))
+    output.on_error = tracer.request_stop
     try:
         tracer.start()
     except (PlanError, BccMissing, LogError) as err:
@@ -169,8 +181,13 @@ def trace(flag: Tuple[str, ...], mask: Optional[str], pids: Tuple[int, ...], log
                      "startup_s": {"probe": round(host.probe_seconds, 2), "compile_load_attach": round(tracer.load_seconds, 2)}})
     if ready_file is not None:
         from .eventlog import open_private
-        open_private(ready_file).close()
+        try:
+            open_private(ready_file).close()
+        except LogError as err:
+            tracer.finish()  # attached already: detach and close the log before failing
+            raise click.ClickException(f"--ready-file: {err}") from None
     session = tracer.run()
+    output.raise_if_broken()
     _print_summary(session.summary(), as_json)
 
 
@@ -186,10 +203,14 @@ def _print_summary(summary: Record, as_json: bool) -> None:
 
 
 @main.command()
-@click.argument("log", type=click.Path(dir_okay=False, path_type=Path))
+@click.argument("log", type=click.Path(dir_okay=False, allow_dash=True, path_type=Path))
 @click.option("--json", "as_json", is_flag=True, help="The summary as one JSON object.")
-def report(log: Path, as_json: bool) -> None:
-    """Rebuild the histograms and summary from a LOG captured with `trace --log`.
+@click.option("--strict", is_flag=True, help="Stop at the first damaged record instead of skipping it.")
+def report(log: Path, as_json: bool, strict: bool) -> None:
+    """Rebuild the histograms and summary from a LOG captured with `trace --log` (`-`: stdin).
+
+    Damaged records are skipped, counted and listed on stderr, and the summary is marked
+    incomplete; with --strict the first one is an error.
 
     \b
     Example:
@@ -197,21 +218,30 @@ def report(log: Path, as_json: bool) -> None:
       mpxtrace report run.ndjson
     """
     try:
-        header, records, warnings = read_log(log)
-        session = Session(header)
-        for rec in records:
+        reader = open_log(log, strict=strict)
+        session = Session(reader.header)
+        for rec in reader.records():
             session.apply(rec)
     except LogError as err:
         raise click.ClickException(str(err)) from None
-    for warning in warnings:
+    summary = session.summary()
+    if reader.damaged_count:
+        summary["complete"] = False
+        summary["skipped_records"] = reader.damaged_count
+        click.echo(f"warning: skipped {reader.damaged_count} damaged records (--strict stops at the first):", err=True)
+        for problem in reader.damaged:
+            click.echo(f"  {problem}", err=True)
+        if reader.damaged_count > len(reader.damaged):
+            click.echo(f"  ... and {reader.damaged_count - len(reader.damaged)} more", err=True)
+    for warning in reader.warnings:
         click.echo(f"warning: {warning}", err=True)
-    _print_summary(session.summary(), as_json)
+    _print_summary(summary, as_json)
 
 
 @main.command()
 @click.option("--flag", "flag", multiple=True, metavar="NAME", help=FLAG_HELP)
 @click.option("--mask", metavar="HEX", help="Raw vm_flags mask (mapped to smaps mnemonics).")
-@click.option("-p", "--pid", "pids", multiple=True, type=int, metavar="PID", help="Only these processes.")
+@click.option("-p", "--pid", "pids", multiple=True, type=PID, metavar="PID", help="Only these processes.")
 @click.option("--json", "as_json", is_flag=True, help="One JSON object.")
 def scan(flag: Tuple[str, ...], mask: Optional[str], pids: Tuple[int, ...], as_json: bool) -> None:
     """The /proc/PID/smaps view, now: flagged VMAs per process.
@@ -231,7 +261,7 @@ def scan(flag: Tuple[str, ...], mask: Optional[str], pids: Tuple[int, ...], as_j
         tracked = _tracked(flag, mask)
     if not tracked.mnemonics:
         raise click.UsageError(f"--mask {tracked.mask:#x} has no smaps mnemonic known to mpxtrace: use --flag")
-    procs = smaps.scan(tracked.mnemonics, pids or None)
+    procs = smaps.scan(tracked.mnemonics, unique_pids(pids) or None)
     if as_json:
         _print_json({"type": "scan", "flags": tracked.to_json(), "processes": [p.to_json() for p in procs],
                      "live_bytes": sum(p.live_bytes for p in procs)})

@@ -10,6 +10,8 @@ import ctypes
 import enum
 from typing import Any, Dict
 
+from .records import kernel_text
+
 __all__ = ["Kind", "RawEvent", "COMM_LEN", "decode_raw", "Record", "CTX_OWNER", "COUNTERS"]
 
 COMM_LEN = 16
@@ -64,7 +66,7 @@ def decode_raw(raw: RawEvent) -> Record:
         "tgid": raw.tgid,
         "tid": raw.tid,
         "owner": bool(raw.ctx & CTX_OWNER),
-        "comm": raw.comm.split(b"\0", 1)[0].decode("utf-8", "replace"),
+        "comm": kernel_text(raw.comm.split(b"\0", 1)[0]),
     }
     if kind is not Kind.TASK and kind is not Kind.MM_EXIT:
         rec["start"] = raw.start

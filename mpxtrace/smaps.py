@@ -11,6 +11,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Dict, FrozenSet, Iterable, List, Optional, Sequence
 
+from .records import kernel_text, printable
+
 __all__ = ["SmapsVma", "read_smaps", "flagged_vmas", "ProcessScan", "scan"]
 
 _HEADER = re.compile(r"^([0-9a-f]+)-([0-9a-f]+) (\S+) ([0-9a-f]+) \S+ \d+\s*(.*)$")
@@ -40,7 +42,7 @@ def parse_smaps(text: str) -> List[SmapsVma]:
     def finish() -> None:
         if head is not None:
             vmas.append(SmapsVma(int(head.group(1), 16), int(head.group(2), 16), head.group(3),
-                                 int(head.group(4), 16), head.group(5), rss, frozenset(flags)))
+                                 int(head.group(4), 16), printable(head.group(5)), rss, frozenset(flags)))
 
     for line in text.splitlines():
         m = _HEADER.match(line)
@@ -56,11 +58,27 @@ def parse_smaps(text: str) -> List[SmapsVma]:
 
 
 def read_smaps(pid: int, proc: Path = Path("/proc")) -> List[SmapsVma]:
-    """The process's VMAs; [] if it has gone or is a kernel thread."""
+    """The process's VMAs; [] if it has gone, is a kernel thread, or exited while we read
+    (a read cut short by the exit would otherwise pass for the whole picture)."""
     try:
-        return parse_smaps((proc / str(pid) / "smaps").read_text(errors="replace"))
+        raw = (proc / str(pid) / "smaps").read_bytes()
     except (FileNotFoundError, ProcessLookupError):
         return []
+    if not _alive(pid, proc):
+        return []
+    return parse_smaps(raw.decode("utf-8", "backslashreplace"))  # paths are bytes: escaped, never a decode error
+
+
+def _alive(pid: int, proc: Path = Path("/proc")) -> bool:
+    """Still running (not gone, not a zombie whose memory is already torn down)."""
+    try:
+        stat = (proc / str(pid) / "stat").read_bytes()
+    except (FileNotFoundError, ProcessLookupError):
+        return (proc / str(pid)).is_dir()  # gone, unless this /proc has no stat files (a test tree)
+    except OSError:
+        return True  # cannot tell: trust what we read
+    state = stat[stat.rfind(b")") + 2:stat.rfind(b")") + 3]  # the comm in parentheses may hold anything
+    return state not in (b"Z", b"X", b"x")
 
 
 def flagged_vmas(vmas: Iterable[SmapsVma], mnemonics: Sequence[str]) -> List[SmapsVma]:
@@ -94,8 +112,9 @@ def all_pids(proc: Path = Path("/proc")) -> List[int]:
 
 
 def comm_of(pid: int, proc: Path = Path("/proc")) -> str:
+    """The process name as printable text (a name is bytes, not necessarily UTF-8)."""
     try:
-        return (proc / str(pid) / "comm").read_text().strip()
+        return kernel_text((proc / str(pid) / "comm").read_bytes().rstrip(b"\n"))
     except OSError:
         return ""
 
@@ -104,7 +123,7 @@ def scan(mnemonics: Sequence[str], pids: Optional[Sequence[int]] = None, proc: P
          skip: Sequence[int] = ()) -> List[ProcessScan]:
     """Every process (or `pids`) that has at least one VMA carrying one of `mnemonics`."""
     out: List[ProcessScan] = []
-    for pid in pids if pids else all_pids(proc):
+    for pid in dict.fromkeys(pids) if pids else all_pids(proc):  # each process once
         if pid in skip:
             continue
         try:

@@ -72,6 +72,7 @@ class Tracer:
     on_interval: Callable[[Session, float], None] = lambda session, now: None
     on_snapshot: Callable[[Session], None] = lambda session: None
     on_targets_gone: Callable[[], None] = lambda: None
+    on_log_stopped: Callable[[str], None] = lambda message: None  # the log hit a write error; tracing goes on
     session: Optional[Session] = None
     _pending: List[Record] = field(default_factory=list)
     _program: Optional[LoadedProgram] = None
@@ -101,7 +102,8 @@ class Tracer:
     def start(self) -> Session:
         config = self.program_config()
         if self.options.log is not None:
-            self._log = LogWriter(self.options.log)  # fail before the slow compile
+            # fail before the slow compile; a write error later stops only the log
+            self._log = LogWriter(self.options.log, on_failure=lambda message: self.on_log_stopped(message))
         started = time.monotonic()
         self._program = load_program(config)
         self.load_seconds = time.monotonic() - started

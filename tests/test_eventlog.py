@@ -1,14 +1,19 @@
+"""The event log: private creation, bounded validated reading, and writing that survives faults."""
 from __future__ import annotations
 
+import errno
 import json
 import os
 import stat
+import threading
 from pathlib import Path
+from typing import Any, Dict, List
 
 import pytest
 
-from mpxtrace.eventlog import LogError, LogWriter, read_log
-from helpers import ev, header
+import mpxtrace.eventlog as eventlog
+from mpxtrace.eventlog import MAX_LINE, LogError, LogWriter, open_log
+from helpers import PAGE, ev, header
 
 
 def _write(path: Path, records: list) -> None:
@@ -18,13 +23,24 @@ def _write(path: Path, records: list) -> None:
     w.close()
 
 
+def _lines(path: Path, *lines: Any) -> Path:
+    path.write_bytes(b"".join((x if isinstance(x, bytes) else json.dumps(x).encode()) + b"\n" for x in lines))
+    return path
+
+
+def _read(path: Path, strict: bool = False) -> tuple:
+    reader = open_log(path, strict)
+    return reader, list(reader.records())
+
+
 def test_log_is_private_and_roundtrips(tmp_path: Path) -> None:
     path = tmp_path / "run.ndjson"
     recs = [ev("map", 1, 0x1000, 0x2000), {"type": "end", "ts": 2}]
     _write(path, [header()] + recs)
     assert stat.S_IMODE(os.stat(path).st_mode) == 0o600
-    head, body, warnings = read_log(path)
-    assert head["type"] == "header" and list(body) == recs and warnings == []
+    reader, body = _read(path)
+    assert reader.header["type"] == "header" and body == recs
+    assert reader.damaged_count == 0 and reader.warnings == [] and reader.ended
 
 
 def test_refuses_to_overwrite(tmp_path: Path) -> None:
@@ -44,23 +60,175 @@ def test_refuses_symlink_even_dangling(tmp_path: Path) -> None:
     assert not target.exists()
 
 
-def test_torn_last_line_is_a_warning(tmp_path: Path) -> None:
+def test_refuses_a_symlinked_parent_directory(tmp_path: Path) -> None:
+    (tmp_path / "etc").mkdir()
+    os.symlink(tmp_path / "etc", tmp_path / "x")
+    with pytest.raises(LogError, match="symbolic link"):
+        LogWriter(tmp_path / "x" / "log")
+    assert list((tmp_path / "etc").iterdir()) == []
+
+
+def test_torn_last_line_is_skipped_and_named(tmp_path: Path) -> None:
     path = tmp_path / "run.ndjson"
     path.write_text(json.dumps(header()) + "\n" + json.dumps(ev("map", 1, 0, 4096)) + "\n" + '{"type": "ev')
-    _, body, warnings = read_log(path)
-    assert len(list(body)) == 1 and len(warnings) == 1 and "torn" in warnings[0]
+    reader, body = _read(path)
+    assert len(body) == 1 and reader.damaged_count == 1 and "torn" in reader.damaged[0]
+    assert any("ends at line 3 without an end record" in w for w in reader.warnings)
 
 
-def test_damage_in_the_middle_is_an_error_with_line_number(tmp_path: Path) -> None:
+def test_damage_in_the_middle_is_skipped_with_its_line_number(tmp_path: Path) -> None:
     path = tmp_path / "run.ndjson"
     path.write_text(json.dumps(header()) + "\nGARBAGE\n" + json.dumps(ev("map", 1, 0, 4096)) + "\n")
-    _, body, _ = read_log(path)
-    with pytest.raises(LogError, match=":2:"):
-        list(body)
+    reader, body = _read(path)
+    assert len(body) == 1 and reader.damaged_count == 1 and reader.damaged[0].startswith(f"{path}:2: not JSON")
+
+
+def test_strict_stops_at_the_first_damaged_record(tmp_path: Path) -> None:
+    path = tmp_path / "run.ndjson"
+    path.write_text(json.dumps(header()) + "\nGARBAGE\n" + json.dumps(ev("map", 1, 0, 4096)) + "\n")
+    with pytest.raises(LogError, match=":2: not JSON"):
+        _read(path, strict=True)
+
+
+@pytest.mark.parametrize("line, problem", [
+    (ev("map", 1, 0x2000, 0x1000), "empty or reversed range"),
+    (ev("map", 1, -4096, 4096), "`start` -4096 is out of range"),
+    ({"type": "lost", "ts": 1, "source": "ring_buffer", "count": -5}, "`count` -5 is out of range"),
+    (dict(ev("map", 1, 0, 4096), start="0"), "`start` must be an integer, not a string"),
+    ({k: v for k, v in ev("map", 1, 0, 4096).items() if k != "start"}, "without `start`"),
+    (dict(ev("map", 1, 0, 4096), kind="teleport"), "unknown event kind 'teleport'"),
+    (dict(header(), mask=0x1), "a second header"),
+    (dict(ev("map", 1, 0, 4096), ext=[8192, 4096]), "`ext` is empty or reversed"),
+    (dict(ev("map", 1, 0, 4096), comm="\x1b]0;pwned\x07"), "`comm` holds control characters"),
+    ({"type": "summary"}, "is --json output"),
+    ([1, 2], "must be a JSON object"),
+    (b"\xff\xfe{}", "not UTF-8"),
+    (b"[" * 100_000 + b"]" * 100_000, "nested too deeply"),
+    (b'{"type": "end", "ts": 1e999}', "must be an integer, not inf"),
+])
+def test_nonsense_that_parses_is_rejected_with_the_reason(tmp_path: Path, line: Any, problem: str) -> None:
+    path = _lines(tmp_path / "run.ndjson", header(), ev("map", 1, 0x10000, 0x20000), line, {"type": "end", "ts": 3})
+    reader, body = _read(path)
+    assert reader.damaged_count == 1 and problem in reader.damaged[0], reader.damaged
+    assert reader.damaged[0].startswith(f"{path}:3: ")
+    assert [r["type"] for r in body] == ["event", "end"]
+
+
+@pytest.mark.parametrize("bad_header, problem", [
+    (dict(header(), interval_ns=0), "`interval_ns` 0 is out of range"),
+    (dict(header(), start_ns=-1), "`start_ns` -1 is out of range"),
+    (dict(header(), mask=0), "`mask` 0 is out of range"),
+    (dict(header(), version=99), "newer than this mpxtrace"),
+    (dict(header(), pids=[0]), "`pids` item 0"),
+])
+def test_a_bad_header_is_always_fatal(tmp_path: Path, bad_header: Dict[str, Any], problem: str) -> None:
+    path = _lines(tmp_path / "run.ndjson", bad_header, {"type": "end", "ts": 3})
+    with pytest.raises(LogError, match=problem.replace("`", ".")) as info:
+        open_log(path)
+    assert str(info.value).startswith(f"{path}:1: ")
+
+
+def test_order_rules(tmp_path: Path) -> None:
+    seed = {"type": "seed", "ts": 1, "pid": 7, "comm": "x", "start": 0x1000, "end": 0x3000, "flags": 0x2000}
+    path = _lines(tmp_path / "run.ndjson", header(), seed, dict(seed, start=0x2000, end=0x4000),
+                  ev("map", 2, 0x10000, 0x20000), dict(seed, start=0x8000, end=0x9000),
+                  {"type": "end", "ts": 3}, ev("unmap", 4, 0x10000, 0x20000))
+    reader, body = _read(path)
+    assert [d.split(": ", 1)[0].rsplit(":", 1)[1] for d in reader.damaged] == ["3", "5", "7"]
+    assert "overlaps an earlier seed" in reader.damaged[0]
+    assert "seed after traced events" in reader.damaged[1]
+    assert "after the end record" in reader.damaged[2]
+    assert [r["type"] for r in body] == ["seed", "event", "end"]
+
+
+def test_an_overlong_line_is_skipped_in_bounded_memory(tmp_path: Path) -> None:
+    path = tmp_path / "run.ndjson"
+    with open(path, "wb") as fh:
+        fh.write(json.dumps(header()).encode() + b"\n")
+        fh.write(b'{"type": "event", "comm": "' + b"A" * (5 * MAX_LINE) + b'"}\n')
+        fh.write(json.dumps({"type": "end", "ts": 3}).encode() + b"\n")
+    reader = open_log(path)
+    seen: List[int] = []
+    real_lines = eventlog._lines
+
+    def spy(source, first):  # type: ignore[no-untyped-def]
+        for item in real_lines(source, first):
+            seen.append(len(item[1]))
+            yield item
+    eventlog._lines = spy  # type: ignore[assignment]
+    try:
+        body = list(reader.records())
+    finally:
+        eventlog._lines = real_lines  # type: ignore[assignment]
+    assert max(seen) == MAX_LINE + 1  # never more than the cap held at once
+    assert reader.damaged_count == 1 and "longer than" in reader.damaged[0] and body[-1]["type"] == "end"
+
+
+def test_a_fifo_or_a_device_is_refused_at_once(tmp_path: Path) -> None:
+    fifo = tmp_path / "fifo"
+    os.mkfifo(fifo)
+    done: List[str] = []
+
+    def attempt(path: Path) -> None:
+        try:
+            open_log(path)
+        except LogError as err:
+            done.append(str(err))
+    for path in (fifo, Path("/dev/zero"), tmp_path):
+        t = threading.Thread(target=attempt, args=(path,), daemon=True)
+        t.start()
+        t.join(5)
+        assert not t.is_alive(), f"open_log({path}) blocked"
+    assert "is a FIFO" in done[0] and "device" in done[1] and "directory" in done[2]
+
+
+def test_log_writer_on_a_full_device_stops_logging_and_says_so() -> None:
+    messages: List[str] = []
+    w = LogWriter(Path("/dev/full"), on_failure=messages.append, fd=os.open("/dev/full", os.O_WRONLY))
+    for i in range(3):
+        w.write(ev("map", i, 0, PAGE))
+    w.flush()  # ENOSPC here; no exception escapes
+    w.write(ev("map", 9, 0, PAGE))
+    w.close()
+    assert len(messages) == 1 and "No space left on device" in messages[0] and "logging stopped" in messages[0]
+    assert w.lines_written == 0
+
+
+def test_log_writer_keeps_whole_lines_when_the_disk_fills_mid_write(tmp_path: Path, monkeypatch) -> None:  # type: ignore[no-untyped-def]
+    """A write that fits only partly: the torn line is cut off, the rest replays, report says where it ends."""
+    path = tmp_path / "run.ndjson"
+    messages: List[str] = []
+    w = LogWriter(path, on_failure=messages.append)
+    w.write(header())
+    for i in range(5):
+        w.write(ev("map", i + 1, (i + 1) * 0x10000, (i + 1) * 0x10000 + PAGE))
+    room = len(json.dumps(header(), separators=(",", ":"))) + 1 + 350  # the header, two records and part of a third fit
+    real_write = os.write
+
+    def full_disk(fd: int, data: Any) -> int:
+        nonlocal room
+        if room <= 0:
+            raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
+        n = real_write(fd, bytes(data[:room]))
+        room -= n
+        return n
+    monkeypatch.setattr(eventlog.os, "write", full_disk)
+    w.flush()
+    w.write({"type": "end", "ts": 99})
+    w.close()
+    monkeypatch.undo()
+    assert len(messages) == 1 and "No space left" in messages[0]
+    assert path.read_bytes().endswith(b"\n")  # no torn tail left
+    reader, body = _read(path)
+    assert reader.damaged_count == 0 and not reader.ended and len(body) == w.lines_written - 1 >= 2
+    assert any(f"ends at line {w.lines_written}" in warning for warning in reader.warnings)
 
 
 def test_not_a_log(tmp_path: Path) -> None:
     path = tmp_path / "x"
     path.write_text('{"hello": 1}\n')
     with pytest.raises(LogError, match="not an mpxtrace log"):
-        read_log(path)
+        open_log(path)
+    path.write_text("")
+    with pytest.raises(LogError, match="empty"):
+        open_log(path)

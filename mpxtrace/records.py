@@ -1,0 +1,326 @@
+"""The record schema: one home for every record type mpxtrace writes or reads back.
+
+Log records (``--log``, replayed by ``report``): ``header``, ``seed``, ``event``, ``lost``,
+``proc_exit``, ``resident``, ``drift``, ``end``.  Output records (``--json``): ``attached``, ``interval``, ``snapshot``,
+``summary``, ``drift``, ``lost_events``, ``targets_exited``, ``log_stopped``.
+
+A log is input like any other: ``check_header``/``LogChecker`` validate each record read back
+(types, ranges, order) before it reaches the model, and say ``file:line: what is wrong``.
+Event kinds are a table (``EVENT_KINDS``): a new kind is one line there.
+
+Text from the kernel (process names, paths) is bytes; ``kernel_text`` turns it into a str
+that never fails to decode nor to print (undecodable bytes and control characters are
+backslash-escaped, never silently replaced).
+"""
+from __future__ import annotations
+
+import math
+import re
+from bisect import bisect_left
+from dataclasses import dataclass
+from typing import Any, Callable, Dict, List, Mapping, Optional, Sequence, Tuple
+
+__all__ = ["RecordError", "EventKind", "EVENT_KINDS", "FIELD_CHECKS", "LOG_TYPES", "OUTPUT_TYPES",
+           "check_header", "check_record", "LogChecker", "kernel_text", "printable", "U64_MAX", "MAX_INTERVAL_NS"]
+
+U64_MAX = (1 << 64) - 1
+U32_MAX = (1 << 32) - 1
+MAX_INTERVAL_NS = 366 * 86400 * 10**9  # a year: more is a typo, and keeps timeline arithmetic sane
+MAX_TEXT = 4096  # a comm is 15 bytes, a source name a word; anything longer is not ours
+
+LOG_TYPES = ("header", "seed", "event", "lost", "proc_exit", "resident", "drift", "end")
+OUTPUT_TYPES = ("attached", "interval", "snapshot", "summary", "drift", "lost_events", "targets_exited",
+                "log_stopped")
+
+
+class RecordError(ValueError):
+    """A record that is not what the schema says; the message says which field and why."""
+
+
+# -- text from the kernel -----------------------------------------------------------------------
+_UNPRINTABLE = re.compile("[\x00-\x1f\x7f-\x9f\ud800-\udfff]")
+
+
+def _escape(match: "re.Match[str]") -> str:
+    code = ord(match.group())
+    return f"\\x{code:02x}" if code < 0x100 else f"\\u{code:04x}"
+
+
+def printable(text: str) -> str:
+    """`text` with control characters and lone surrogates backslash-escaped (a process can
+    name itself ``\\x1b]...`` to drive the terminal that shows it)."""
+    return _UNPRINTABLE.sub(_escape, text)
+
+
+def kernel_text(raw: bytes) -> str:
+    """Bytes the kernel gave us (a comm, a path) as printable text; decoding never fails:
+    invalid UTF-8 becomes ``\\xff``-style escapes, control characters too."""
+    return printable(raw.decode("utf-8", "backslashreplace"))
+
+
+# -- field checks -----------------------------------------------------------------------------
+Check = Callable[[Any], Optional[str]]  # None when fine, else what is wrong
+
+
+def _int_in(low: int, high: int) -> Check:
+    def check(value: Any) -> Optional[str]:
+        if isinstance(value, bool) or not isinstance(value, int):
+            return f"must be an integer, not {_kind_of(value)}"
+        if not low <= value <= high:
+            return f"{value} is out of range [{low}, {high}]"
+        return None
+    return check
+
+
+def _is_bool(value: Any) -> Optional[str]:
+    return None if isinstance(value, bool) else f"must be true or false, not {_kind_of(value)}"
+
+
+def _is_text(value: Any) -> Optional[str]:
+    if not isinstance(value, str):
+        return f"must be a string, not {_kind_of(value)}"
+    if len(value) > MAX_TEXT:
+        return f"is {len(value)} characters long (at most {MAX_TEXT})"
+    if _UNPRINTABLE.search(value):
+        return "holds control characters or lone surrogates (mpxtrace escapes them when writing)"
+    return None
+
+
+def _is_range_pair(value: Any) -> Optional[str]:
+    if not isinstance(value, list) or len(value) != 2:
+        return "must be a [start, end] pair"
+    for item in value:
+        problem = U64(item)
+        if problem:
+            return problem
+    if value[1] <= value[0]:
+        return f"is empty or reversed ([{value[0]:#x}, {value[1]:#x}))"
+    return None
+
+
+def _list_of(item_check: Check, limit: int = 4096) -> Check:
+    def check(value: Any) -> Optional[str]:
+        if not isinstance(value, list):
+            return f"must be a list, not {_kind_of(value)}"
+        if len(value) > limit:
+            return f"has {len(value)} items (at most {limit})"
+        for i, item in enumerate(value):
+            problem = item_check(item)
+            if problem:
+                return f"item {i} {problem}"
+        return None
+    return check
+
+
+def _share(value: Any) -> Optional[str]:
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        return f"must be a number, not {_kind_of(value)}"
+    if not (math.isfinite(value) and 0 <= value <= 1):
+        return f"{value} is not a share between 0 and 1"
+    return None
+
+
+def _one_of(*allowed: str) -> "Check":
+    def check(value: Any) -> Optional[str]:
+        return None if value in allowed else f"must be one of {', '.join(allowed)}, not {value!r:.40}"
+    return check
+
+
+def _hex_or_null(value: Any) -> Optional[str]:
+    if value is None or (isinstance(value, str) and re.fullmatch("0x[0-9a-f]{1,16}", value)):
+        return None
+    return "must be a hexadecimal address string or null"
+
+
+def _object(required: Dict[str, "Check"], optional: Dict[str, "Check"]) -> "Check":
+    def check(value: Any) -> Optional[str]:
+        if not isinstance(value, dict):
+            return f"must be an object, not {_kind_of(value)}"
+        for name, field_check in list(required.items()) + list(optional.items()):
+            if name not in value:
+                if name in required:
+                    return f"has no `{name}`"
+                continue
+            problem = field_check(value[name])
+            if problem:
+                return f"`{name}` {problem}"
+        return None
+    return check
+
+
+def _kind_of(value: Any) -> str:
+    if value is None:
+        return "null"
+    if isinstance(value, float) and not math.isfinite(value):
+        return str(value)
+    return {bool: "a boolean", int: "an integer", float: "a number", str: "a string", list: "a list",
+            dict: "an object"}.get(type(value), type(value).__name__)
+
+
+U64 = _int_in(0, U64_MAX)
+U32 = _int_in(0, U32_MAX)
+PID = _int_in(1, U32_MAX)
+COUNT = _int_in(1, U64_MAX)
+
+# Every field a log record may carry, and what it must hold.
+FIELD_CHECKS: Dict[str, Check] = {
+    "ts": U64, "mm": U64, "tgid": U32, "tid": U32, "owner": _is_bool, "comm": _is_text, "kind": _is_text,
+    "start": U64, "end": U64, "flags": U64, "aux": U64, "aux2": U64, "ext": _is_range_pair,
+    "old_len": U64, "dontunmap": _is_bool, "pid": PID, "source": _is_text, "count": COUNT,
+    "vma": _is_range_pair, "expected": _one_of("absent", "present"), "seen": _one_of("absent", "present"),
+    # resident samples (mpxtrace/resident.py)
+    "mem_total_bytes": U64, "flagged_resident_bytes": U64, "ram_share": _share, "processes_sampled": U32,
+    "sample_ns": U64,
+    "processes": _list_of(_object(
+        {"pid": PID, "resident_bytes": U64, "smaps_flagged_bytes": U64, "rss_bytes": U64, "vsize_bytes": U64,
+         "rss_share": _share, "vsize_share": _share}, {"mm": _hex_or_null}), limit=1 << 20),
+}
+
+
+@dataclass(frozen=True)
+class EventKind:
+    """What one event kind carries beyond the common fields (type, kind, ts, mm, tgid, tid, owner, comm)."""
+
+    required: Tuple[str, ...] = ()
+    optional: Tuple[str, ...] = ()
+
+    @property
+    def has_range(self) -> bool:
+        return "start" in self.required
+
+
+_RANGE = ("start", "end", "flags")
+EVENT_COMMON = ("ts", "mm", "tgid", "tid", "owner", "comm")
+# `ext` (the VMA the change ended in) may accompany any kind: the decoder adds it when the kernel set it.
+EVENT_KINDS: Dict[str, EventKind] = {
+    "map": EventKind(_RANGE, ("ext",)),
+    "flags": EventKind(_RANGE, ("ext",)),
+    "split": EventKind(_RANGE + ("aux",), ("ext",)),
+    "unmap": EventKind(_RANGE, ("ext",)),
+    "move": EventKind(_RANGE + ("aux", "aux2"), ("ext", "old_len", "dontunmap")),
+    "fork": EventKind(_RANGE + ("aux",), ("ext",)),
+    "task": EventKind((), ("ext",)),
+    "mm_exit": EventKind((), ("ext",)),
+    "grow": EventKind(_RANGE, ("ext", "aux")),
+    "sync": EventKind(_RANGE, ("ext",)),
+}
+
+# Log record types other than header and event: required and optional fields.
+_OTHER_TYPES: Dict[str, Tuple[Tuple[str, ...], Tuple[str, ...]]] = {
+    "seed": (("ts", "pid", "comm", "start", "end", "flags"), ("mm",)),
+    "lost": (("ts", "source", "count"), ()),
+    "proc_exit": (("ts", "pid"), ()),
+    "end": (("ts",), ()),
+    "drift": (("ts", "pid", "vma", "expected", "seen"), ()),  # --verify: the model and smaps disagree (verify.py)
+    "resident": (("ts", "mem_total_bytes", "flagged_resident_bytes", "ram_share", "processes_sampled", "sample_ns",
+                  "processes"), ("source",)),
+}
+
+
+def _fields(rec: Mapping[str, Any], what: str, required: Sequence[str], optional: Sequence[str] = ()) -> None:
+    for name in required:
+        if name not in rec:
+            raise RecordError(f"{what} without `{name}`")
+    for name in tuple(required) + tuple(optional):
+        if name in rec:
+            problem = FIELD_CHECKS[name](rec[name])
+            if problem:
+                raise RecordError(f"`{name}` {problem}")
+
+
+def check_record(rec: Any) -> None:
+    """Raise RecordError unless `rec` is a well-formed log record other than the header."""
+    if not isinstance(rec, dict):
+        raise RecordError(f"a record must be a JSON object, not {_kind_of(rec)}")
+    rtype = rec.get("type")
+    if not isinstance(rtype, str):
+        raise RecordError("record without a type" if rtype is None else f"`type` must be a string, not {_kind_of(rtype)}")
+    if rtype == "event":
+        kind_name = rec.get("kind")
+        kind = EVENT_KINDS.get(kind_name) if isinstance(kind_name, str) else None
+        if kind is None:
+            raise RecordError(f"unknown event kind {kind_name!r} (known: {', '.join(EVENT_KINDS)})")
+        _fields(rec, f"{kind_name} event", EVENT_COMMON + kind.required, kind.optional)
+        if kind.has_range:
+            _nonempty(rec)
+        if kind_name == "move" and rec["aux2"] < rec["aux"]:
+            raise RecordError(f"move source [{rec['aux']:#x}, {rec['aux2']:#x}) is reversed")
+    elif rtype in _OTHER_TYPES:
+        required, optional = _OTHER_TYPES[rtype]
+        _fields(rec, f"{rtype} record", required, optional)
+        if rtype == "seed":
+            _nonempty(rec)
+    elif rtype == "header":
+        raise RecordError("a second header (a log has exactly one, on line 1)")
+    elif rtype in OUTPUT_TYPES:
+        raise RecordError(f"a `{rtype}` record is --json output, not a log record (give report the --log file)")
+    else:
+        raise RecordError(f"unknown record type {rtype!r}")
+
+
+def _nonempty(rec: Mapping[str, Any]) -> None:
+    if rec["end"] <= rec["start"]:
+        raise RecordError(f"empty or reversed range [{rec['start']:#x}, {rec['end']:#x})")
+
+
+def check_header(rec: Any, log_format: str, max_version: int) -> None:
+    """Raise RecordError unless `rec` is a header this mpxtrace can replay."""
+    if not isinstance(rec, dict) or rec.get("type") != "header" or rec.get("format") != log_format:
+        raise RecordError("not an mpxtrace log header (was it written by `mpxtrace trace --log`?)")
+    version = rec.get("version")
+    if isinstance(version, bool) or not isinstance(version, int) or version < 1:
+        raise RecordError(f"header `version` must be a positive integer, not {version!r}")
+    if version > max_version:
+        raise RecordError(f"log version {version} is newer than this mpxtrace understands; upgrade mpxtrace")
+    checks: Dict[str, Check] = {"start_ns": U64, "interval_ns": _int_in(1, MAX_INTERVAL_NS), "mask": COUNT}
+    for name, check in checks.items():
+        if name not in rec:
+            raise RecordError(f"header without `{name}`")
+        problem = check(rec[name])
+        if problem:
+            raise RecordError(f"header `{name}` {problem}")
+    optional: Dict[str, Check] = {"names": _list_of(_is_text), "mnemonics": _list_of(_is_text),
+                                  "pids": _list_of(PID), "tracer_pid": U32}
+    for name, check in optional.items():
+        problem = check(rec[name]) if name in rec else None
+        if problem:
+            raise RecordError(f"header `{name}` {problem}")
+
+
+class LogChecker:
+    """Checks records in log order: each record, and the order rules between them.
+
+    Seeds (the smaps picture at start) come before anything the tracer applied later and
+    never overlap within one address space; nothing follows the end record.
+    """
+
+    def __init__(self) -> None:
+        self.ended = False
+        self._seeding = True
+        # per address space (mm, or pid when the seed had no mm): accepted seeds, sorted and disjoint
+        self._seeded: Dict[Tuple[str, int], Tuple[List[int], List[int]]] = {}
+
+    def check(self, rec: Any) -> None:
+        check_record(rec)
+        if self.ended:
+            raise RecordError(f"a `{rec['type']}` record after the end record")
+        if rec["type"] == "seed":
+            if not self._seeding:
+                raise RecordError("a seed after traced events (seeds are the picture at start)")
+            self._add_seed(rec)
+        else:
+            self._seeding = False
+            self._seeded.clear()
+        if rec["type"] == "end":
+            self.ended = True
+
+    def _add_seed(self, rec: Mapping[str, Any]) -> None:
+        key = ("mm", rec["mm"]) if "mm" in rec else ("pid", rec["pid"])
+        starts, ends = self._seeded.setdefault(key, ([], []))
+        start, end = rec["start"], rec["end"]
+        i = bisect_left(starts, end)  # seeds starting before our end: only the last may reach into us
+        if i > 0 and ends[i - 1] > start:
+            raise RecordError(f"seed [{start:#x}, {end:#x}) overlaps an earlier seed "
+                              f"[{starts[i - 1]:#x}, {ends[i - 1]:#x}) of the same process")
+        starts.insert(i, start)
+        ends.insert(i, end)
