@@ -8,7 +8,6 @@ hosts that cannot trace themselves.  ``python -m mpxtrace.demo -- <args>`` is th
 from __future__ import annotations
 
 import argparse
-import os
 import signal
 import subprocess
 import sys
@@ -81,9 +80,7 @@ def main(argv: Optional[List[str]] = None) -> int:
     parser.add_argument("args", nargs=argparse.REMAINDER)
     opts = parser.parse_args(argv)
     args = opts.args[1:] if opts.args[:1] == ["--"] else opts.args
-    if os.geteuid() == 0:
-        from .kernel.features import mount_pseudo_filesystems
-        mount_pseudo_filesystems()
+    # the mpxtrace command run_here starts mounts what it needs (doctor.examine_host)
     return run_here(args or DEFAULT_ARGS, workload=not opts.no_workload)
 
 
