@@ -40,10 +40,12 @@ static __always_inline u32 frame_index(u64 d)
 	volatile u32 raw = (u32)d;
 	return raw & (MAX_DEPTH - 1);
 }
-#define PAGE_SHIFT_ 12
-#define CLEARED_BEFORE_FREE (0x2000ULL | 0x80000ULL) /* VM_LOCKED | VM_LOCKONFAULT */
+/* PAGE_SHIFT_, VM_LOCKED_MASK_ (VM_LOCKED | VM_LOCKONFAULT) and VM_ACCOUNT_ come from
+ * mpxtrace/flags.py as -D values: Python owns the flag values. */
+#define CLEARED_BEFORE_FREE VM_LOCKED_MASK_
 
-enum frame_kind { FR_NONE = 0, FR_MMAP = 1, FR_MERGE = 2, FR_COPY = 3, FR_EXIT = 4 };
+enum frame_kind { FR_NONE = 0, FR_MMAP = 1, FR_MERGE = 2, FR_COPY = 3, FR_EXIT = 4, FR_GROW = 5 };
+#define PAGE_SIZE_ (1ULL << PAGE_SHIFT_)
 
 struct frame {
 	u64 kind;
@@ -55,6 +57,8 @@ struct frame {
 	u64 aux2;
 	u64 ext_start;
 	u64 ext_end;
+	u64 ctx;  /* EVCTX_* bits for the event this call reports */
+	u64 ptr;  /* a pointer argument the return needs (copy_vma: the source VMA slot) */
 };
 
 struct thread_frames {
@@ -72,6 +76,18 @@ BPF_HASH(frames, u64, struct thread_frames, 16384);
 BPF_PERCPU_ARRAY(frame_init, struct thread_frames, 1);
 BPF_HASH(tracked, u64, u8, 65536); /* address spaces holding flagged memory */
 BPF_ARRAY(seed_mm, u64, 1);         /* the mm behind the /proc/PID/statm we read last */
+
+/* An mremap() in progress, by thread: copy_vma() learns how much of the source moves
+ * (old_len; the VMA may extend past it) and whether it stays mapped (MREMAP_DONTUNMAP). */
+struct mremap_call {
+	u64 mm;
+	u64 addr;
+	u64 old_len;
+	u64 new_len;
+	u64 flags;
+};
+BPF_HASH(mremaps, u64, struct mremap_call, 4096);
+#define MREMAP_DONTUNMAP_ 4 /* include/uapi/linux/mman.h, 5.7+ */
 #ifdef PID_FILTER
 BPF_HASH(pids, u32, u8, 1024);
 #endif
@@ -137,8 +153,10 @@ static __always_inline void submit(void *ctx, struct mpxtrace_event *e)
 #endif
 }
 
-static __always_inline void emit(void *ctx, u32 kind, u64 mm, u64 start, u64 end, u64 flags,
-				 u64 ext_start, u64 ext_end, u64 aux, u64 aux2)
+/* One event, filtered: never our own ring-buffer mmaps; with -p only the processes
+ * followed (and address spaces already holding flagged memory). */
+static __always_inline void emit_ctx(void *ctx, u32 kind, u64 mm, u64 start, u64 end, u64 flags,
+				     u64 ext_start, u64 ext_end, u64 aux, u64 aux2, u32 ctx_bits)
 {
 	u64 id = bpf_get_current_pid_tgid();
 	u32 tgid = id >> 32;
@@ -149,27 +167,34 @@ static __always_inline void emit(void *ctx, u32 kind, u64 mm, u64 start, u64 end
 	if (!pids.lookup(&tgid) && !is_tracked(mm) && kind != EV_TASK)
 		return;
 #endif
-	struct mpxtrace_event e = {};
-	e.ts_ns = bpf_ktime_get_ns();
-	e.kind = kind;
-	e.mm = mm;
-	e.start = start;
-	e.end = end;
-	e.vm_flags = flags;
-	e.ext_start = ext_start;
-	e.ext_end = ext_end;
-	e.aux = aux;
-	e.aux2 = aux2;
-	e.tgid = tgid;
-	e.tid = (u32)id;
-	if (cur_mm == mm)
-		e.ctx |= EVCTX_OWNER;
+	struct mpxtrace_event e = {
+		.ts_ns = bpf_ktime_get_ns(),
+		.mm = mm,
+		.start = start,
+		.end = end,
+		.vm_flags = flags,
+		.ext_start = ext_start,
+		.ext_end = ext_end,
+		.aux = aux,
+		.aux2 = aux2,
+		.tgid = tgid,
+		.tid = (u32)id,
+		.kind = kind,
+		.ctx = ctx_bits | (cur_mm == mm ? EVCTX_OWNER : 0),
+	};
 	bpf_get_current_comm(&e.comm, sizeof(e.comm));
 	if (kind != EV_TASK && kind != EV_MM_EXIT) {
 		u8 one = 1;
-		tracked.update(&mm, &one);
+		if (tracked.update(&mm, &one) != 0)
+			counters.increment(CNT_MAP_FULL);
 	}
 	submit(ctx, &e);
+}
+
+static __always_inline void emit(void *ctx, u32 kind, u64 mm, u64 start, u64 end, u64 flags,
+				 u64 ext_start, u64 ext_end, u64 aux, u64 aux2)
+{
+	emit_ctx(ctx, kind, mm, start, end, flags, ext_start, ext_end, aux, aux2, 0);
 }
 
 /* ---- per-thread frames ---------------------------------------------------------------- */
@@ -182,20 +207,24 @@ static __always_inline struct thread_frames *frames_of(u64 id, int create)
 	struct thread_frames *init = frame_init.lookup(&zero);
 	if (!init)
 		return 0;
-	frames.update(&id, init);
+	if (frames.update(&id, init) != 0) {
+		counters.increment(CNT_MAP_FULL);
+		return 0;
+	}
 	return frames.lookup(&id);
 }
 
-static __always_inline void push(u64 kind, u64 mm, u64 start, u64 end, u64 flags, u64 aux, u64 aux2)
+static __always_inline struct frame *push(u64 kind, u64 mm, u64 start, u64 end, u64 flags, u64 aux,
+					  u64 aux2)
 {
 	u64 id = bpf_get_current_pid_tgid();
 	struct thread_frames *st = frames_of(id, 1);
 	if (!st)
-		return;
+		return 0;
 	u64 d = st->depth;
 	if (d >= MAX_DEPTH) {
 		counters.increment(CNT_FRAME_OVERFLOW);
-		return;
+		return 0;
 	}
 	struct frame *f = &st->f[frame_index(d)];
 	f->kind = kind;
@@ -207,12 +236,18 @@ static __always_inline void push(u64 kind, u64 mm, u64 start, u64 end, u64 flags
 	f->aux2 = aux2;
 	f->ext_start = 0;
 	f->ext_end = 0;
+	f->ctx = 0;
+	f->ptr = 0;
 	st->depth = d + 1;
+	return f;
 }
 
-/* The innermost frame, if it is of `kind`: popped into *out.  Frames are pushed only for
- * calls that matter, so a return whose entry pushed nothing finds another kind on top. */
-static __always_inline int pop(u64 kind, struct frame *out)
+/* The innermost frame of `kind`, popped into *out.  Frames are pushed only for calls that
+ * matter, so a return whose entry pushed nothing may find another kind on top: that is not
+ * its frame.  The return of a call of `kind` seen while frames of the same `kind` and
+ * `mm` sit under others on top means those others never saw their return (a kretprobe
+ * miss): they are unwound and counted, so a lost return cannot mislead later calls. */
+static __always_inline int pop(u64 kind, u64 mm, struct frame *out) /* mm 0: any */
 {
 	u64 id = bpf_get_current_pid_tgid();
 	struct thread_frames *st = frames_of(id, 0);
@@ -221,12 +256,22 @@ static __always_inline int pop(u64 kind, struct frame *out)
 	u64 d = st->depth;
 	if (d == 0 || d > MAX_DEPTH)
 		return 0;
-	struct frame *f = &st->f[frame_index(d - 1)];
-	if (f->kind != kind)
+	u64 found = MAX_DEPTH;
+#pragma unroll
+	for (int i = MAX_DEPTH - 1; i >= 0; i--) {
+		if (found == MAX_DEPTH && (u64)i < d) {
+			struct frame *f = &st->f[i];
+			if (f->kind == kind && (mm == 0 || f->mm == mm))
+				found = i;
+		}
+	}
+	if (found >= MAX_DEPTH)
 		return 0;
-	__builtin_memcpy(out, f, sizeof(*out));
-	st->depth = d - 1;
-	if (d == 1)
+	if (found + 1 < d)
+		counters.increment(CNT_FRAME_STALE, d - 1 - found);
+	__builtin_memcpy(out, &st->f[frame_index(found)], sizeof(*out));
+	st->depth = found;
+	if (found == 0)
 		frames.delete(&id);
 	return 1;
 }
@@ -241,6 +286,7 @@ static __always_inline struct frame *top(struct thread_frames *st)
 }
 
 /* ---- handlers -------------------------------------------------------------------------- */
+static __always_inline int sync_vma(void *ctx, u64 vma);
 
 /* mmap_region(file, addr, len, vm_flags, pgoff[, uf]): vm_flags is final but for VM_ACCOUNT
  * and VM_SOFTDIRTY, which never carry the tracked bits' meaning. */
@@ -255,7 +301,7 @@ static __always_inline int on_mmap_enter(u64 addr, u64 len, u64 flags)
 static __always_inline int on_mmap_exit(void *ctx, u64 ret)
 {
 	struct frame f = {};
-	if (!pop(FR_MMAP, &f) || is_err(ret))
+	if (!pop(FR_MMAP, current_mm(), &f) || is_err(ret))
 		return 0;
 	u64 len = f.end - f.start;
 	emit(ctx, EV_MAP, f.mm, ret, ret + len, f.flags, f.ext_start, f.ext_end, 0, 0);
@@ -265,22 +311,28 @@ static __always_inline int on_mmap_exit(void *ctx, u64 ret)
 /* Called with the VMA a new mapping ended up in, merged or not (perf_event_mmap() at the end of
  * mmap_region on every kernel): the only view of merges done by notrace code such as
  * vma_expand() on 6.1. */
-static __always_inline int on_final_vma(u64 vma)
+static __always_inline int on_final_vma(void *ctx, u64 vma)
 {
+	/* the common case, an unflagged VMA, costs one read: a new mapping without the flag
+	 * pushed no frame, and growth without it is not ours */
+	if (!(read_u64(vma, OFF_VMA_FLAGS) & TRACK_MASK))
+		return 0;
 	u64 id = bpf_get_current_pid_tgid();
 	struct thread_frames *st = frames_of(id, 0);
-	if (!st)
+	struct frame *f = st ? top(st) : 0;
+	if (f && f->kind == FR_MMAP) {
+		struct vma_view v = {};
+		read_vma(vma, &v);
+		if (v.mm == f->mm && v.start <= f->start && f->end <= v.end) {
+			f->ext_start = v.start;
+			f->ext_end = v.end;
+		}
 		return 0;
-	struct frame *f = top(st);
-	if (!f || f->kind != FR_MMAP)
-		return 0;
-	struct vma_view v = {};
-	read_vma(vma, &v);
-	if (v.mm == f->mm && v.start <= f->start && f->end <= v.end) {
-		f->ext_start = v.start;
-		f->ext_end = v.end;
 	}
-	return 0;
+	/* Outside mmap_region the same call reports a VMA that grew in place: brk
+	 * (do_brk_flags) and stack growth (expand_downwards/expand_upwards), on every kernel.
+	 * Its extent is final here: the kernel states it. */
+	return sync_vma(ctx, vma);
 }
 
 /* A merge attempt: [start, end) is about to carry `flags` (mprotect, mlock, madvise, mremap,
@@ -296,7 +348,7 @@ static __always_inline int on_merge_enter(u64 mm, u64 start, u64 end, u64 flags)
 static __always_inline int on_merge_exit(void *ctx, u64 ret)
 {
 	struct frame f = {};
-	if (!pop(FR_MERGE, &f))
+	if (!pop(FR_MERGE, 0, &f))
 		return 0;
 	u64 ext_start = 0, ext_end = 0;
 	if (!is_err(ret)) {
@@ -344,6 +396,9 @@ static __always_inline int on_split(void *ctx, u64 vma, u64 addr)
 }
 
 /* copy_vma(&vma, addr, len, pgoff, ..): mremap moving a VMA to [addr, addr+len). */
+/* copy_vma(&vma, addr, len, pgoff, ..): mremap moving (part of) a VMA to [addr, addr+len).
+ * The moved bytes are min(len, old_len) from the source offset: the target may be longer
+ * (growth) and the source VMA may extend past the range mremap() was given. */
 static __always_inline int on_copy_enter(u64 vmap, u64 addr, u64 len, u64 pgoff)
 {
 	u64 vma = 0;
@@ -354,15 +409,31 @@ static __always_inline int on_copy_enter(u64 vmap, u64 addr, u64 len, u64 pgoff)
 		return 0;
 	u64 vm_pgoff = read_u64(vma, OFF_VMA_PGOFF);
 	u64 old_start = v.start + ((pgoff - vm_pgoff) << PAGE_SHIFT_);
-	push(FR_COPY, v.mm, addr, addr + len, v.flags, old_start, v.end);
+	u64 moved = len, mode = 0;
+	u64 id = bpf_get_current_pid_tgid();
+	struct mremap_call *call = mremaps.lookup(&id);
+	if (call) {
+		if (call->old_len < moved)
+			moved = call->old_len;
+		if (call->flags & MREMAP_DONTUNMAP_)
+			mode = EVCTX_DONTUNMAP;
+	}
+	if (v.end - old_start < moved)
+		moved = v.end - old_start;
+	struct frame *f = push(FR_COPY, v.mm, addr, addr + len, v.flags, old_start, old_start + moved);
+	if (f) {
+		f->ctx = mode;
+		f->ptr = vmap;
+	}
 	return 0;
 }
 
 static __always_inline int on_copy_exit(void *ctx, u64 ret)
 {
 	struct frame f = {};
-	if (!pop(FR_COPY, &f) || is_err(ret))
+	if (!pop(FR_COPY, current_mm(), &f) || is_err(ret))
 		return 0;
+	u64 mode = f.ctx, vmap = f.ptr;
 	u64 ext_start = f.ext_start, ext_end = f.ext_end;
 	if (!ext_end) {
 		struct vma_view v = {};
@@ -370,7 +441,79 @@ static __always_inline int on_copy_exit(void *ctx, u64 ret)
 		ext_start = v.start;
 		ext_end = v.end;
 	}
-	emit(ctx, EV_MOVE, f.mm, f.start, f.end, f.flags, ext_start, ext_end, f.aux, f.aux2);
+	emit_ctx(ctx, EV_MOVE, f.mm, f.start, f.end, f.flags, ext_start, ext_end, f.aux, f.aux2, mode);
+	if (mode && vmap) {
+		/* MREMAP_DONTUNMAP leaves the source VMA mapped, and move_vma() then clears
+		 * VM_LOCKED|VM_LOCKONFAULT and VM_ACCOUNT on all of it (not only the moved range). */
+		u64 src = 0;
+		bpf_probe_read(&src, sizeof(src), (void *)vmap);
+		struct vma_view v = {};
+		read_vma(src, &v);
+		if (v.end > v.start)
+			emit(ctx, EV_FLAGS, v.mm, v.start, v.end, v.flags & ~(VM_LOCKED_MASK_ | VM_ACCOUNT_),
+			     v.start, v.end, 0, 0);
+	}
+	return 0;
+}
+
+/* Stack growth, expand_downwards(vma, address): where perf_event_mmap() cannot be probed
+ * (Debian 5.10 builds it notrace), the VMA's new extent is read when the call returns. */
+static __always_inline int sync_vma(void *ctx, u64 vma)
+{
+	struct vma_view v = {};
+	read_vma(vma, &v);
+	if ((v.flags & TRACK_MASK) && v.end > v.start)
+		emit(ctx, EV_SYNC, v.mm, v.start, v.end, v.flags, v.start, v.end, 0, 0);
+	return 0;
+}
+
+static __always_inline int on_grow_enter(u64 vma)
+{
+	if (!(read_u64(vma, OFF_VMA_FLAGS) & TRACK_MASK))
+		return 0;
+	struct frame *f = push(FR_GROW, current_mm(), 0, 0, 0, 0, 0);
+	if (f)
+		f->ptr = vma;
+	return 0;
+}
+
+static __always_inline int on_grow_exit(void *ctx)
+{
+	struct frame f = {};
+	if (!pop(FR_GROW, current_mm(), &f))
+		return 0;
+	return sync_vma(ctx, f.ptr);
+}
+
+/* mremap() syscall entry and exit (tracepoints: stable on every kernel).  Entry stashes the
+ * call for copy_vma; exit reports growth in place, which no single kernel function shows on
+ * every version (vma_adjust up to 6.1, vma_merge_extend later). */
+static __always_inline int on_mremap_enter(u64 addr, u64 old_len, u64 new_len, u64 flags)
+{
+	u64 mm = current_mm();
+	if (!is_tracked(mm))
+		return 0; /* no flagged memory in this address space: nothing to move or grow */
+	u64 id = bpf_get_current_pid_tgid();
+	struct mremap_call call = {.mm = mm, .addr = addr, .old_len = old_len, .new_len = new_len,
+				   .flags = flags};
+	if (mremaps.update(&id, &call) != 0)
+		counters.increment(CNT_MAP_FULL);
+	return 0;
+}
+
+static __always_inline int on_mremap_exit(void *ctx, u64 ret)
+{
+	u64 id = bpf_get_current_pid_tgid();
+	struct mremap_call *stashed = mremaps.lookup(&id);
+	if (!stashed)
+		return 0;
+	struct mremap_call call = *stashed;
+	mremaps.delete(&id);
+	u64 old_len = (call.old_len + PAGE_SIZE_ - 1) & ~(PAGE_SIZE_ - 1);
+	u64 new_len = (call.new_len + PAGE_SIZE_ - 1) & ~(PAGE_SIZE_ - 1);
+	if (is_err(ret) || ret != call.addr || new_len <= old_len)
+		return 0;
+	emit(ctx, EV_GROW, call.mm, call.addr + old_len, call.addr + new_len, 0, 0, 0, call.addr, 0);
 	return 0;
 }
 
@@ -417,7 +560,7 @@ static __always_inline int on_exit_mmap_enter(u64 mm)
 static __always_inline int on_exit_mmap_exit(void *ctx)
 {
 	struct frame f = {};
-	if (!pop(FR_EXIT, &f))
+	if (!pop(FR_EXIT, 0, &f))
 		return 0;
 	if (!is_tracked(f.mm))
 		return 0;
@@ -484,13 +627,26 @@ static __always_inline int on_task_statm(u64 mm)
 	return 0;
 }
 
+/* ---- attachment: syscall tracepoints (attached by BCC when compiled in) ----------- */
+#ifdef HOOK_MREMAP_TP
+TRACEPOINT_PROBE(syscalls, sys_enter_mremap)
+{
+	return on_mremap_enter(args->addr, args->old_len, args->new_len, args->flags);
+}
+
+TRACEPOINT_PROBE(syscalls, sys_exit_mremap)
+{
+	return on_mremap_exit(args, (u64)args->ret);
+}
+#endif
+
 /* ---- attachment: kprobe wrappers (always compiled; attached by name from Python) ------ */
 #define KARG_(n) PT_REGS_PARM##n(ctx)
 #define KARG(n) KARG_(n)
 
 int kp_mmap_region(struct pt_regs *ctx) { return on_mmap_enter(KARG(ARG_MMAP_ADDR), KARG(ARG_MMAP_LEN), KARG(ARG_MMAP_FLAGS)); }
 int kr_mmap_region(struct pt_regs *ctx) { return on_mmap_exit(ctx, PT_REGS_RC(ctx)); }
-int kp_final_vma(struct pt_regs *ctx) { return on_final_vma(KARG(ARG_FINAL_VMA)); }
+int kp_final_vma(struct pt_regs *ctx) { return on_final_vma(ctx, KARG(ARG_FINAL_VMA)); }
 #ifdef HOOK_VMA_MERGE
 int kp_vma_merge(struct pt_regs *ctx) { return on_merge_enter(KARG(ARG_MERGE_MM), KARG(ARG_MERGE_START), KARG(ARG_MERGE_END), KARG(ARG_MERGE_FLAGS)); }
 #endif
@@ -505,6 +661,8 @@ int kp_free(struct pt_regs *ctx) { return on_free(ctx, KARG(1)); }
 int kp_exit_mmap(struct pt_regs *ctx) { return on_exit_mmap_enter(KARG(1)); }
 int kr_exit_mmap(struct pt_regs *ctx) { return on_exit_mmap_exit(ctx); }
 int kp_fork_vma(struct pt_regs *ctx) { return on_fork_vma(ctx, KARG(ARG_FORK_VMA)); }
+int kp_grow(struct pt_regs *ctx) { return on_grow_enter(KARG(ARG_GROW_VMA)); }
+int kr_grow(struct pt_regs *ctx) { return on_grow_exit(ctx); }
 int kp_new_task(struct pt_regs *ctx) { return on_new_task(ctx, KARG(1)); }
 int kp_seed_mm(struct pt_regs *ctx) { return on_task_statm(KARG(ARG_SEED_MM)); }
 
@@ -524,10 +682,16 @@ int kp_seed_mm(struct pt_regs *ctx) { return on_task_statm(KARG(ARG_SEED_MM)); }
 
 #ifdef FENTRY_mmap_region
 KFUNC_PROBE(mmap_region, FARGS(NARGS_mmap_region)) { return on_mmap_enter(FARG(ARG_MMAP_ADDR), FARG(ARG_MMAP_LEN), FARG(ARG_MMAP_FLAGS)); }
-KRETFUNC_PROBE(mmap_region, FARGS(NARGS_mmap_region), long ret) { return on_mmap_exit(ctx, (u64)ret); }
+KRETFUNC_PROBE(mmap_region, FARGS(NARGS_mmap_region), long ret)
+{
+	/* fexit sees the arguments: an unflagged mapping pushed no frame, so skip the lookup */
+	if (!(FARG(ARG_MMAP_FLAGS) & TRACK_MASK))
+		return 0;
+	return on_mmap_exit(ctx, (u64)ret);
+}
 #endif
 #ifdef FENTRY_perf_event_mmap
-KFUNC_PROBE(perf_event_mmap, FARGS(NARGS_perf_event_mmap)) { return on_final_vma(FARG(ARG_FINAL_VMA)); }
+KFUNC_PROBE(perf_event_mmap, FARGS(NARGS_perf_event_mmap)) { return on_final_vma(ctx, FARG(ARG_FINAL_VMA)); }
 #endif
 #ifdef FENTRY_vma_merge_new_range
 KFUNC_PROBE(vma_merge_new_range, FARGS(NARGS_vma_merge_new_range)) { return on_vmg_enter(a1); }
@@ -562,6 +726,13 @@ KFUNC_PROBE(anon_vma_fork, FARGS(NARGS_anon_vma_fork)) { return on_fork_vma(ctx,
 #endif
 #ifdef FENTRY_task_statm
 KFUNC_PROBE(task_statm, FARGS(NARGS_task_statm)) { return on_task_statm(FARG(ARG_SEED_MM)); }
+#endif
+#ifdef FENTRY_expand_downwards
+/* fexit sees the VMA argument: no frame needed */
+KRETFUNC_PROBE(expand_downwards, FARGS(NARGS_expand_downwards), long ret)
+{
+	return (int)ret ? 0 : sync_vma(ctx, FARG(ARG_GROW_VMA));
+}
 #endif
 #ifdef FENTRY_wake_up_new_task
 KFUNC_PROBE(wake_up_new_task, FARGS(NARGS_wake_up_new_task)) { return on_new_task(ctx, a1); }

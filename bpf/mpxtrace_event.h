@@ -21,10 +21,14 @@ enum mpxtrace_kind {
 	EV_FORK = 6,   /* fork: child `mm` inherited [start,end); aux = parent mm */
 	EV_TASK = 7,   /* `mm` belongs to process tgid/comm (a new child) */
 	EV_MM_EXIT = 8,/* exit_mmap(mm) finished: the address space is gone */
+	EV_GROW = 9,   /* mremap grew the VMA ending at start in place: it now ends at end */
+	EV_SYNC = 10,  /* the kernel says one VMA spans exactly [start,end) with vm_flags now
+			* (brk and stack growth: perf_event_mmap outside mmap_region) */
 };
 
 /* Bits of mpxtrace_event.ctx */
-#define EVCTX_OWNER 1  /* the current task runs in `mm` (tgid/comm describe its owner) */
+#define EVCTX_OWNER 1      /* the current task runs in `mm` (tgid/comm describe its owner) */
+#define EVCTX_DONTUNMAP 2  /* EV_MOVE by mremap(MREMAP_DONTUNMAP): the source stays mapped */
 
 struct mpxtrace_event {
 	__u64 ts_ns;      /* bpf_ktime_get_ns(), CLOCK_MONOTONIC */
@@ -47,9 +51,11 @@ struct mpxtrace_event {
 enum mpxtrace_counter {
 	CNT_LOST_SUBMIT = 0,   /* ring buffer full: event dropped in the kernel */
 	CNT_FRAME_OVERFLOW = 1,/* nesting deeper than MPXTRACE_MAX_DEPTH */
-	CNT_FRAME_MISSING = 2, /* a return without its entry (attached mid-call, or map full) */
+	CNT_FRAME_MISSING = 2, /* a return without its entry (attached mid-call) */
 	CNT_EMITTED = 3,
-	CNT_MAX = 4,
+	CNT_FRAME_STALE = 4,   /* frames left by an entry whose return never came, unwound */
+	CNT_MAP_FULL = 5,      /* a kernel map (frames, tracked, mremaps) had no room */
+	CNT_MAX = 6,
 };
 
 #endif /* MPXTRACE_EVENT_H */

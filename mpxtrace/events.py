@@ -16,6 +16,7 @@ __all__ = ["Kind", "RawEvent", "COMM_LEN", "decode_raw", "Record", "CTX_OWNER", 
 
 COMM_LEN = 16
 CTX_OWNER = 1
+CTX_DONTUNMAP = 2
 
 
 class Kind(enum.IntEnum):
@@ -27,10 +28,12 @@ class Kind(enum.IntEnum):
     FORK = 6
     TASK = 7
     MM_EXIT = 8
+    GROW = 9
+    SYNC = 10
 
 
 # enum mpxtrace_counter, in order
-COUNTERS = ("lost_submit", "frame_overflow", "frame_missing", "emitted")
+COUNTERS = ("lost_submit", "frame_overflow", "frame_missing", "emitted", "frame_stale", "map_full")
 
 
 class RawEvent(ctypes.Structure):
@@ -74,8 +77,10 @@ def decode_raw(raw: RawEvent) -> Record:
         rec["flags"] = raw.vm_flags
     if raw.ext_end > raw.ext_start:
         rec["ext"] = [raw.ext_start, raw.ext_end]
-    if kind in (Kind.SPLIT, Kind.MOVE, Kind.FORK):
+    if kind in (Kind.SPLIT, Kind.MOVE, Kind.FORK, Kind.GROW):
         rec["aux"] = raw.aux
     if kind is Kind.MOVE:
         rec["aux2"] = raw.aux2
+        if raw.ctx & CTX_DONTUNMAP:
+            rec["dontunmap"] = True
     return rec

@@ -55,6 +55,14 @@ KNOWN_FLAGS: Tuple[FlagSpec, ...] = (
     FlagSpec("VM_SHADOW_STACK", 0x2000000000, "ss", "map_shadow_stack(2), x86 6.6+"),
 )
 
+# Not followed as such, but the kernel program must know them (include/linux/mm.h):
+# mlock state is cleared before a VMA is freed or copied to a child (VM_LOCKED_MASK), and
+# mremap(MREMAP_DONTUNMAP) clears it with VM_ACCOUNT on the source it leaves mapped.
+VM_LOCKONFAULT = 0x00080000
+VM_LOCKED_MASK = 0x00002000 | VM_LOCKONFAULT
+VM_ACCOUNT = 0x00100000
+PAGE_SHIFT = 12  # x86-64, the only architecture with VM_MPX
+
 MPX_MNEMONIC = "mp"
 # VM_MPX = VM_ARCH_2 (3.19-4.13), VM_HIGH_ARCH_4 (4.14-5.5); see kernel-reference.md.
 MPX_BIT25 = 0x02000000

@@ -25,7 +25,7 @@ class Allocation:
     ident: int
     size: int
     born_ns: Optional[int]  # None for memory that existed before tracing began
-    origin: str  # mmap | flag_set | fork | absorbed | seed | moved_in
+    origin: str  # mmap | flag_set | fork | absorbed | seed | moved_in | grown | dontunmap
     remaining: int
 
 
@@ -233,12 +233,16 @@ class Model:
             self._release(space, start, end, ts)
         elif kind == "move":
             old = (int(rec["aux"]), int(rec["aux2"]))
-            self._move(space, old[0], old[1], start, end, flags, ts)
+            self._move(space, old[0], old[1], start, end, flags, ts, bool(rec.get("dontunmap")))
             if ext:
                 # the source is still mapped until move_vma unmaps it: a target next to it may merge with it
                 self._assert_vma(space, ext[0], ext[1], flags, ts, (start, end), old)
         elif kind == "fork":
             self._add(space, start, end, flags, "fork", ts)
+        elif kind == "grow":
+            self._grow(space, start, end, ts)
+        elif kind == "sync":
+            self._sync(space, start, end, flags, ts)
 
     # -- transitions ----------------------------------------------------------------------------
     def _new_alloc(self, space: AddressSpace, size: int, ts: Optional[int], origin: str) -> Allocation:
@@ -288,11 +292,14 @@ class Model:
             self.observer.on_release(space, alloc, nbytes, ts)
 
     def _move(self, space: AddressSpace, old_start: int, old_end: int, start: int, end: int, flags: int,
-              ts: int) -> None:
-        """mremap: the bytes of [old_start, old_end) now live at `start`; a longer target grew."""
+              ts: int, dontunmap: bool = False) -> None:
+        """mremap: the bytes of [old_start, old_end) now live at `start`; a longer target grew.
+        With MREMAP_DONTUNMAP the source stays mapped: its VMA is kept, emptied of the bytes
+        that moved (a flags event that follows says what it still carries)."""
         delta = start - old_start
         old_end = min(old_end, old_start + (end - start))
-        space.vmas.carve(old_start, old_end)
+        if not dontunmap:
+            space.vmas.carve(old_start, old_end)
         moved = space.pieces.carve(old_start, old_end)
         self._release(space, start, end, ts)  # whatever was at the target is gone
         space.vmas.insert(start, end, flags)
@@ -301,4 +308,53 @@ class Model:
         for lo, hi in space.pieces.gaps(start, end):
             alloc = self._new_alloc(space, hi - lo, ts, "moved_in")
             space.pieces.insert(lo, hi, alloc.ident)
+        if dontunmap:
+            # the source range stays flagged memory of its own (until the flags event)
+            self._fill(space, old_start, old_end, ts, "dontunmap")
         space.moves += 1
+
+    def _fill(self, space: AddressSpace, start: int, end: int, ts: int, origin: str) -> None:
+        """Bytes of flagged VMAs in [start, end) that belong to no allocation are born now."""
+        for vlo, vhi, _ in space.vmas.overlapping(start, end):
+            for lo, hi in space.pieces.gaps(vlo, vhi):
+                alloc = self._new_alloc(space, hi - lo, ts, origin)
+                space.pieces.insert(lo, hi, alloc.ident)
+
+    def _grow(self, space: AddressSpace, start: int, end: int, ts: int) -> None:
+        """mremap grew the VMA that ends at `start` in place to end at `end`: when that VMA
+        carries the flag, so does the growth.  A kernel that reported the growth as a merge
+        already (6.12+: vma_merge_extend) leaves nothing to do."""
+        below = space.vmas.overlapping(start - 1, start)
+        if not below or space.vmas.gaps(start, end) == []:
+            return
+        vma_start = self._vma_start(space, start)
+        self._sync(space, vma_start, end, below[0][2], ts)
+
+    @staticmethod
+    def _vma_start(space: AddressSpace, end: int) -> int:
+        """Start of the VMA that ends at `end` (overlapping() clips to its window, so widen
+        the window until the VMA starts inside it)."""
+        window = 1 << 12
+        while True:
+            lo = max(0, end - window)
+            found = space.vmas.overlapping(lo, end)
+            if not found:
+                return end
+            if found[-1][0] > lo or lo == 0:
+                return found[-1][0]
+            window <<= 1
+
+    def _sync(self, space: AddressSpace, start: int, end: int, flags: int, ts: int) -> None:
+        """The kernel states one VMA spans exactly [start, end) with `flags` now (it grew in
+        place: brk, stack, mremap).  Bytes new to the flag are born now."""
+        if not flags & self.mask:
+            self._release(space, start, end, ts)
+            return
+        before = space.vmas.carve(start, end)
+        space.vmas.insert(start, end, flags)
+        if len(before) > 1:
+            space.merges += len(before) - 1
+            self.observer.on_merge(space, len(before) - 1, ts)
+        for lo, hi in space.pieces.gaps(start, end):
+            alloc = self._new_alloc(space, hi - lo, ts, "grown")
+            space.pieces.insert(lo, hi, alloc.ident)

@@ -10,8 +10,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable, Dict, List, Optional, Sequence
 
-from .flags import TrackedFlags
-from .kernel.features import KernelFeatures
+from .flags import PAGE_SHIFT, VM_ACCOUNT, VM_LOCKED_MASK, TrackedFlags
+from .kernel.features import TRACEFS_DIRS, KernelFeatures
 from .kernel.hooks import HookPlan, plan_hooks, struct_offsets
 
 __all__ = ["bpf_dir", "ProgramConfig", "LoadedProgram", "build_config", "load_program", "import_bcc", "BccMissing"]
@@ -83,6 +83,10 @@ def build_config(tracked: TrackedFlags, features: KernelFeatures, attach: str, b
     defines = dict(plan.defines)
     defines["TRACK_MASK"] = f"{tracked.mask:#x}ULL"
     defines["TRACER_TGID"] = str(os.getpid())
+    # flag values the kernel program needs besides the tracked ones: Python owns them
+    defines["PAGE_SHIFT_"] = str(PAGE_SHIFT)
+    defines["VM_LOCKED_MASK_"] = f"{VM_LOCKED_MASK:#x}ULL"
+    defines["VM_ACCOUNT_"] = f"{VM_ACCOUNT:#x}ULL"
     if buffer == "ring":
         defines["USE_RINGBUF"] = "1"
         defines["RINGBUF_PAGES"] = str(buffer_pages or RINGBUF_PAGES)
@@ -112,6 +116,19 @@ class LoadedProgram:
         except OSError:
             return None
         return int(table[key].value) or None
+
+    def probe_misses(self) -> int:
+        """Hits our kprobes and kretprobes missed (tracefs kprobe_profile: name, hits, misses):
+        a kretprobe out of instances (maxactive) or a probe hit while one already runs."""
+        tag = f"_bcc_{os.getpid()}"
+        for base in TRACEFS_DIRS:
+            try:
+                text = (base / "kprobe_profile").read_text()
+            except OSError:
+                continue
+            return sum(int(parts[2]) for parts in (line.split() for line in text.splitlines())
+                       if len(parts) == 3 and parts[0].endswith(tag) and parts[2].isdigit())
+        return 0
 
     def counters(self) -> List[int]:
         table = self.bpf["counters"]

@@ -124,6 +124,7 @@ class Session:
         self.end_ns: Optional[int] = None
         self.last_ns = int(header["start_ns"])
         self.records = 0
+        self.drift: List[Record] = []
         self.resident: Optional[Record] = None  # the latest resident sample, if the tracer took any
         # where the current interval began: event and lost totals, per-space counts (by id: the
         # model keeps every space for the whole session, so ids stay unique)
@@ -143,6 +144,8 @@ class Session:
             self.end_ns = int(rec["ts"])
         elif kind == RESIDENT_RECORD:
             self.resident = rec
+        elif kind == "drift":
+            self.drift.append(rec)
         else:
             self.model.apply(rec)
         if "ts" in rec:
@@ -252,5 +255,7 @@ class Session:
             "interval_ns": self.stats.interval_ns,
             "timeline": self.stats.timeline_json(),
             "anomalies": [a.to_json() for a in self.model.anomalies],
+            # trace --verify: VMAs where the model and /proc/PID/smaps disagreed
+            "drift": len(self.drift),
             "resident": self.resident,
         }

@@ -121,6 +121,17 @@ def test_auto_plans_kprobes_only_without_trampolines() -> None:
     assert "fentry" not in modes(plan_hooks(features(KERNEL_510, trampolines=False), "auto")).values()
 
 
+def test_mremap_syscall_tracepoints_are_used_when_the_kernel_has_them() -> None:
+    import dataclasses
+    without = plan_hooks(features(KERNEL_510), "auto")
+    assert "HOOK_MREMAP_TP" not in without.defines and ("mremap" in dict(without.missing))
+    with_tp = plan_hooks(dataclasses.replace(features(KERNEL_510), tracepoints=frozenset(
+        {"syscalls:sys_enter_mremap", "syscalls:sys_exit_mremap"})), "auto")
+    assert with_tp.defines["HOOK_MREMAP_TP"] == "1"
+    assert {a.symbol for a in with_tp.attaches if a.mode == "tracepoint"} == {
+        "syscalls:sys_enter_mremap", "syscalls:sys_exit_mremap"}
+
+
 def test_confidentiality_lockdown_allows_neither_fentry_nor_kprobes() -> None:
     locked = features(KERNEL_510, lockdown="confidentiality")
     assert not locked.can_fentry("mmap_region") and not locked.can_kprobe("mmap_region")

@@ -230,3 +230,41 @@ def test_vfork_child_does_not_take_over_its_parents_address_space() -> None:
     m.apply(ev("map", 3, A + 4 * PAGE, A + 5 * PAGE, tgid=120, comm="child"))
     (s,) = m.spaces
     assert (s.pid, s.comm, s.live_bytes) == (100, "parent", 2 * PAGE)
+
+
+def test_mremap_growth_in_place_extends_the_whole_vma() -> None:
+    m = Model(MASK)
+    m.apply(ev("map", 1, 0x10000, 0x14000))
+    m.apply(ev("grow", 2, 0x14000, 0x18000, flags=0, aux=0x10000))
+    space = m.spaces[0]
+    assert [(s, e) for s, e, _ in space.vmas] == [(0x10000, 0x18000)]
+    assert space.allocations == 2 and space.live_bytes == 0x8000
+
+
+def test_growth_of_an_unflagged_vma_is_not_flagged_memory() -> None:
+    m = Model(MASK)
+    m.apply(ev("map", 1, 0x10000, 0x14000))
+    m.apply(ev("grow", 2, 0x24000, 0x28000, flags=0, aux=0x20000))
+    assert [(s, e) for s, e, _ in m.spaces[0].vmas] == [(0x10000, 0x14000)]
+
+
+def test_sync_states_a_vma_that_grew_in_place_downwards() -> None:
+    m = Model(MASK)
+    m.apply(ev("map", 1, 0x10000, 0x14000))
+    m.apply(ev("sync", 2, 0x0e000, 0x14000, ext=(0x0e000, 0x14000)))
+    space = m.spaces[0]
+    assert [(s, e) for s, e, _ in space.vmas] == [(0x0e000, 0x14000)]
+    assert space.allocated_bytes == 0x6000 and space.allocations == 2
+
+
+def test_dontunmap_move_keeps_the_source_vma_and_the_flags_event_clears_it() -> None:
+    m = Model(MASK)
+    m.apply(ev("map", 1, 0x10000, 0x14000))
+    rec = ev("move", 2, 0x40000, 0x44000, ext=(0x40000, 0x44000), aux=0x10000, aux2=0x14000)
+    rec["dontunmap"] = True
+    m.apply(rec)
+    space = m.spaces[0]
+    assert [(s, e) for s, e, _ in space.vmas] == [(0x10000, 0x14000), (0x40000, 0x44000)]
+    m.apply(ev("flags", 3, 0x10000, 0x14000, flags=0, ext=(0x10000, 0x14000)))  # VM_LOCKED cleared on the source
+    assert [(s, e) for s, e, _ in space.vmas] == [(0x40000, 0x44000)]
+    assert space.live_bytes == 0x4000

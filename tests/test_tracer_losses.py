@@ -14,8 +14,13 @@ class FakeProgram:
         self.config = SimpleNamespace(buffer=buffer)
         self.values = dict.fromkeys(COUNTERS, 0)
 
+        self.misses = 0
+
     def counters(self) -> List[int]:
         return [self.values[name] for name in COUNTERS]
+
+    def probe_misses(self) -> int:
+        return self.misses
 
 
 def tracer(buffer: str) -> Tracer:
@@ -79,3 +84,15 @@ def test_signals_are_handled_from_the_moment_the_tracer_is_attached(monkeypatch)
     finally:
         t._restore_signals()
     assert signal.getsignal(signal.SIGUSR1) == before
+
+
+def test_stale_frames_full_maps_and_probe_misses_are_each_a_loss_source() -> None:
+    t = tracer("ring")
+    t._program.values["frame_stale"] = 3  # type: ignore[union-attr]
+    t._program.values["map_full"] = 1  # type: ignore[union-attr]
+    t._program.misses = 4  # type: ignore[union-attr]
+    t._read_counters(1)
+    t._read_counters(2)
+    t._program.misses = 6  # type: ignore[union-attr]
+    t._read_counters(3)
+    assert sorted(lost(t)) == [("frame_stale", 3), ("map_full", 1), ("probe_missed", 2), ("probe_missed", 4)]

@@ -59,6 +59,8 @@ class KernelFeatures:
     # CONFIG_KPROBE_EVENTS_ON_NOTRACE: without it a kprobe on a function ftrace cannot trace
     # is refused with EINVAL (perf_event_mmap on Debian 5.10, seen in the lab)
     kprobe_on_notrace: bool = False
+    # "category:name" of the tracepoints in the categories the tracer uses (tracefs events/)
+    tracepoints: FrozenSet[str] = frozenset()
 
     def has_symbol(self, name: str) -> bool:
         return name in self.kallsyms
@@ -72,6 +74,10 @@ class KernelFeatures:
     def ringbuf_supported(self) -> bool:
         """The BPF ring buffer exists (5.8+); otherwise events go through per-CPU perf buffers."""
         return self.has_symbol("bpf_ringbuf_reserve") or bool(self.btf and self.btf.has_struct("bpf_ringbuf"))
+
+    def has_tracepoint(self, category: str, name: str) -> bool:
+        """A tracepoint exists (syscall ones need CONFIG_FTRACE_SYSCALLS)."""
+        return f"{category}:{name}" in self.tracepoints
 
     def can_kprobe(self, name: str) -> bool:
         if not self.kprobe_events or name not in self.kallsyms or name in self.kprobe_blacklist:
@@ -159,4 +165,15 @@ def probe_kernel() -> KernelFeatures:
         btf=load_vmlinux_btf(),
         headers_dir=headers if (headers / "include").is_dir() else None,
         kprobe_on_notrace=config.get("CONFIG_KPROBE_EVENTS_ON_NOTRACE") == "y",
+        tracepoints=_tracepoints(("syscalls",)),
     )
+
+
+def _tracepoints(categories: Tuple[str, ...]) -> FrozenSet[str]:
+    for base in TRACEFS_DIRS:
+        try:
+            return frozenset(f"{cat}:{entry.name}" for cat in categories
+                             for entry in (base / "events" / cat).iterdir() if entry.is_dir())
+        except OSError:
+            continue
+    return frozenset()

@@ -67,6 +67,10 @@ HOOKS: Tuple[HookSpec, ...] = (
     # (glibc 2.41's getrandom state on 6.11+ is such a VM_NORESERVE mapping: seen in the 6.12 lab).
     HookSpec("fork", ("dup_userfaultfd", "anon_vma_fork"), {"ARG_FORK_VMA": ("vma", 1)}, "kp_fork_vma", None,
              "VMAs a child inherits at fork (dup_mmap)"),
+    # perf_event_mmap() reports stack growth too, but Debian's 5.10 builds it notrace (the lab
+    # measured kprobes refused there): the grown stack VMA is read when expand_downwards returns.
+    HookSpec("grow", ("expand_downwards",), {"ARG_GROW_VMA": ("vma", 1)}, "kp_grow", "kr_grow",
+             "stack growth (expand_downwards), where perf_event_mmap cannot be probed"),
     HookSpec("new_task", ("wake_up_new_task",), {}, "kp_new_task", None, "the pid of a forked address space"),
     HookSpec("seed", ("task_statm",), {"ARG_SEED_MM": ("mm", 1)}, "kp_seed_mm", None,
              "the mm of each process seeded from smaps (read through /proc/PID/statm)"),
@@ -191,6 +195,15 @@ def plan_hooks(features: KernelFeatures, attach: str) -> HookPlan:
             plan.defines.update(positions)
         if spec.define and plan.uses(spec.key):
             plan.defines[spec.define] = "1"
+    # mremap() as the caller sees it (tracepoints on every kernel): the moved length and
+    # MREMAP_DONTUNMAP for copy_vma, and growth in place, which no one function shows
+    if all(features.has_tracepoint("syscalls", f"sys_{side}_mremap") for side in ("enter", "exit")):
+        plan.attaches.append(PlannedAttach("mremap", "syscalls:sys_enter_mremap", "tracepoint", None))
+        plan.attaches.append(PlannedAttach("mremap", "syscalls:sys_exit_mremap", "tracepoint", None))
+        plan.defines["HOOK_MREMAP_TP"] = "1"
+    else:
+        plan.missing.append(("mremap", "no syscalls:sys_{enter,exit}_mremap tracepoints "
+                                       "(CONFIG_FTRACE_SYSCALLS): mremap growth in place is not followed"))
     # the kprobe wrappers are always compiled: give every argument macro a value
     for spec in HOOKS:
         for define, (_, documented) in spec.args.items():

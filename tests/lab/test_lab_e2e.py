@@ -76,7 +76,7 @@ def test_live_bytes_and_vmas_match_smaps(kernel: str, mode: Dict[str, str],
                                          tmp_path_factory: pytest.TempPathFactory) -> None:
     run = _run(guest_report(kernel, tmp_path_factory), mode)
     if mode["attach"] in ("fentry", "kprobe"):
-        used = {a["mode"] for a in run["attached"]["attach"]}
+        used = {a["mode"] for a in run["attached"]["attach"]} - {"tracepoint"}  # syscall tracepoints: every mode
         assert mode["attach"] in used  # fentry mode still uses kprobes where fentry cannot attach (vma_merge)
         if mode["attach"] == "kprobe":
             assert used == {"kprobe"}
