@@ -727,13 +727,6 @@ KFUNC_PROBE(anon_vma_fork, FARGS(NARGS_anon_vma_fork)) { return on_fork_vma(ctx,
 #ifdef FENTRY_task_statm
 KFUNC_PROBE(task_statm, FARGS(NARGS_task_statm)) { return on_task_statm(FARG(ARG_SEED_MM)); }
 #endif
-#ifdef FENTRY_expand_downwards
-/* fexit sees the VMA argument: no frame needed */
-KRETFUNC_PROBE(expand_downwards, FARGS(NARGS_expand_downwards), long ret)
-{
-	return (int)ret ? 0 : sync_vma(ctx, FARG(ARG_GROW_VMA));
-}
-#endif
 #ifdef FENTRY_wake_up_new_task
 KFUNC_PROBE(wake_up_new_task, FARGS(NARGS_wake_up_new_task)) { return on_new_task(ctx, a1); }
 #endif

@@ -69,8 +69,10 @@ HOOKS: Tuple[HookSpec, ...] = (
              "VMAs a child inherits at fork (dup_mmap)"),
     # perf_event_mmap() reports stack growth too, but Debian's 5.10 builds it notrace (the lab
     # measured kprobes refused there): the grown stack VMA is read when expand_downwards returns.
+    # Always a kprobe: with an fexit program on it, 5.10's page-fault stack expansion failed
+    # (SIGSEGV on the first touch below a MAP_GROWSDOWN mapping, seen in the lab).
     HookSpec("grow", ("expand_downwards",), {"ARG_GROW_VMA": ("vma", 1)}, "kp_grow", "kr_grow",
-             "stack growth (expand_downwards), where perf_event_mmap cannot be probed"),
+             "stack growth (expand_downwards), where perf_event_mmap cannot be probed", fentry_ok=False),
     HookSpec("new_task", ("wake_up_new_task",), {}, "kp_new_task", None, "the pid of a forked address space"),
     HookSpec("seed", ("task_statm",), {"ARG_SEED_MM": ("mm", 1)}, "kp_seed_mm", None,
              "the mm of each process seeded from smaps (read through /proc/PID/statm)"),
