@@ -57,7 +57,7 @@ def main() -> None:
               help="fentry/fexit where the kernel supports them, else kprobes.")
 @click.option("--buffer", type=click.Choice(["auto", "ring", "perf"]), default="auto", show_default=True,
               help="BPF ring buffer where available, else perf buffer.")
-@click.option("--buffer-pages", type=int, metavar="N",
+@click.option("--buffer-pages", type=click.IntRange(1, 1 << 18), metavar="N",
               help="Buffer size in pages (a power of two; per CPU for perf). Default: 1024 ring, 256 perf.")
 @click.option("--offsets", type=click.Choice(["auto", "btf", "headers"]), default="auto", hidden=True,
               help="Where structure offsets come from (testing).")

@@ -273,3 +273,9 @@ def test_a_process_that_exits_while_its_smaps_is_read_is_dropped_not_truncated(t
     assert vma.path == "/tmp/\\xffodd\\x1bpath" and vma.flags >= {"nr"}
     (pid_dir / "stat").write_bytes(b"123 (a) b) c) Z 1 2 3\n")  # it exited during the read: a zombie now
     assert read_smaps(123, tmp_path) == []
+
+
+def test_trace_bounds_the_buffer_size_before_attaching() -> None:
+    for pages in ("0", "3", str(1 << 30)):
+        result = CliRunner().invoke(main, ["trace", "--flag", "lo", "--buffer-pages", pages])
+        assert result.exit_code == 2 and "--buffer-pages" in result.output, result.output
