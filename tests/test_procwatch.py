@@ -26,11 +26,12 @@ def _wait_gone(watcher: ExitWatcher, pid: int, timeout: float = 5.0) -> bool:
 
 
 def test_sees_a_watched_process_exit_and_only_that_one() -> None:
-    child = subprocess.Popen(["sleep", "0.3"])
+    child = subprocess.Popen(["sleep", "30"])
     other = subprocess.Popen(["sleep", "30"])
     watcher = ExitWatcher([child.pid, other.pid])
     try:
         assert watcher.poll() == set() and watcher.gone == set()
+        child.kill()  # it ends when the test says so, however slow the machine
         child.wait()
         assert _wait_gone(watcher, child.pid)
         for _ in range(5):  # the watched process still running is never reported
@@ -38,8 +39,9 @@ def test_sees_a_watched_process_exit_and_only_that_one() -> None:
             time.sleep(0.02)
         assert watcher.gone == {child.pid}
     finally:
-        other.kill()
-        other.wait()
+        for proc in (child, other):
+            proc.kill()
+            proc.wait()
         watcher.close()
 
 
