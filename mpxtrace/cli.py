@@ -5,7 +5,7 @@ import json
 import sys
 import time
 from pathlib import Path
-from typing import Dict, Optional, Sequence, Tuple
+from typing import Optional, Sequence, Tuple
 
 import click
 
@@ -65,12 +65,20 @@ def main() -> None:
 @click.option("--ebpf", is_flag=True, hidden=True, help="Print the kernel program and its -D flags, then exit.")
 @click.option("--ready-file", type=click.Path(dir_okay=False, path_type=Path), hidden=True,
               help="Create this file once attached (for scripts that start a workload after).")
+@click.option("--cumulative", is_flag=True, help="Interval reports count since the start, not since the last report.")
+@click.option("--live/--no-live", "live", default=True, show_default=True,
+              help="Full-screen view when stdout is a terminal (extra `live`); --no-live prints plain reports.")
+@click.option("--resident/--no-resident", "sample_resident", default=True, show_default=True,
+              help="Sample the resident bytes of flagged VMAs from /proc every interval.")
+@click.option("--prometheus", "prometheus", metavar="[ADDR:]PORT",
+              help="Serve Prometheus metrics on this port (127.0.0.1 unless ADDR is given; extra `prometheus`).")
 @click.argument("interval", type=INTERVAL, required=False)
 @click.argument("count", type=click.IntRange(min=1), required=False)
 def trace(flag: Tuple[str, ...], mask: Optional[str], pids: Tuple[int, ...], log: Optional[Path], as_json: bool,
           duration: Optional[float], attach: str, buffer: str, buffer_pages: Optional[int], offsets: str, no_seed: bool,
           ebpf: bool,
-          ready_file: Optional[Path], interval: Optional[float], count: Optional[int]) -> None:
+          ready_file: Optional[Path], cumulative: bool, live: bool, sample_resident: bool, prometheus: Optional[str],
+          interval: Optional[float], count: Optional[int]) -> None:
     """Trace live: a report every INTERVAL seconds (COUNT times), and a summary at exit (Ctrl-C).
 
     \b
@@ -80,7 +88,9 @@ def trace(flag: Tuple[str, ...], mask: Optional[str], pids: Tuple[int, ...], log
       mpxtrace trace --flag nr -p 1234 --log run.ndjson
       mpxtrace trace --flag VM_SHADOW_STACK --json --duration 30
       kill -USR1 <mpxtrace pid>               # print the live picture now
+      mpxtrace trace --flag nr --prometheus 9464 10   # metrics for Prometheus, a report every 10 s
     """
+    from .reporting import IntervalReporter, live_screen_available
     from .doctor import examine_host
     from .kernel.hooks import PlanError
     from .program import BccMissing
@@ -102,6 +112,11 @@ def trace(flag: Tuple[str, ...], mask: Optional[str], pids: Tuple[int, ...], log
         lines += [f"  - {c.name}: {c.detail}" + (f"\n    fix: {c.fix}" if c.fix else "") for c in problems]
         lines.append("Run the tracer in a throwaway VM instead: mpxtrace lab -- trace " + " ".join(sys.argv[2:]))
         raise click.ClickException("\n".join(lines))
+    reporter = IntervalReporter(as_json=as_json, cumulative=cumulative, sample_resident=sample_resident)
+    if live and not as_json and not ebpf and live_screen_available():
+        from .views.live import LiveScreen
+        interval = interval or 1.0  # the screen refreshes every interval
+        reporter.screen = LiveScreen(f"mpxtrace {tracked.describe()}", on_quit=lambda: tracer.request_stop())
     options = TraceOptions(tracked=tracked, pids=pids, attach=attach, buffer=buffer, offsets=offsets,
                            interval=interval, count=count, duration=duration, log=log, seed=not no_seed,
                            buffer_pages=buffer_pages)
@@ -114,23 +129,9 @@ def trace(flag: Tuple[str, ...], mask: Optional[str], pids: Tuple[int, ...], log
         click.echo("// cflags: " + " ".join(config.cflags()))
         click.echo(source_text())
         return
-    # per address space (the objects live as long as the session): counts at the last report
-    last_counts: Dict[int, Tuple[int, int]] = {}
-    last_lost = [0]
-
     def interval_report(session: Session, now: float) -> None:
-        rows = []
-        for space in session.model.live_spaces():
-            allocs, frees = last_counts.get(id(space), (0, 0))
-            last_counts[id(space)] = (space.allocations, space.frees)
-            rows.append(dict(space.to_json(), allocations=space.allocations - allocs, frees=space.frees - frees))
-        lost = session.lost_events - last_lost[0]
-        last_lost[0] = session.lost_events
-        if as_json:
-            _print_json({"type": "interval", "ts": session.last_ns, "lost_events": lost, "processes": rows})
-        else:
-            click.echo(f"\n{_clock()}  events {session.model.events}, lost {lost} this interval")
-            click.echo("\n".join(render.processes_text(rows)))
+        # the session cuts the interval (stats.Session.interval_snapshot); `now` is CLOCK_MONOTONIC like event times
+        reporter.interval(session, int(now * 1e9))
 
     def snapshot(session: Session) -> None:
         rec = {"type": "snapshot", "ts": session.last_ns, "lost_events": session.lost_events,
@@ -141,7 +142,8 @@ def trace(flag: Tuple[str, ...], mask: Optional[str], pids: Tuple[int, ...], log
             click.echo("\n".join(render.processes_text(rec["processes"])))  # type: ignore[arg-type]
 
     def on_record(rec: Record, session: Session) -> None:
-        if rec["type"] == "lost":
+        reporter.publish(session)
+        if rec["type"] == "lost" and reporter.screen is None:  # the screen shows lost events itself
             msg = {"type": "lost_events", "source": rec["source"], "count": rec["count"]}
             if as_json:
                 _print_json(msg)
@@ -164,10 +166,26 @@ def trace(flag: Tuple[str, ...], mask: Optional[str], pids: Tuple[int, ...], log
                     on_snapshot=output.wrap(snapshot), on_targets_gone=output.wrap(targets_gone),
                     on_log_stopped=output.wrap(log_stopped))
     output.on_error = tracer.request_stop
+    reporter.add_record = tracer.add_record
+    if prometheus:
+        try:
+            from .views.prometheus import MetricsView, parse_listen, serve
+        except ImportError:
+            raise click.ClickException("--prometheus needs the `prometheus` extra: pip install 'mpxtrace[prometheus]'") from None
+        reporter.metrics = MetricsView(tracked.describe())
+        try:
+            host_addr, _ = parse_listen(prometheus)
+            _server, port = serve(prometheus, reporter.metrics)
+        except ValueError as err:
+            raise click.UsageError(str(err)) from None
+        except OSError as err:
+            raise click.ClickException(f"--prometheus {prometheus}: cannot listen: {err.strerror}") from None
+        click.echo(f"Prometheus metrics on http://{host_addr}:{port}/metrics", err=True)
     try:
-        tracer.start()
+        session = tracer.start()
     except (PlanError, BccMissing, LogError) as err:
         raise click.ClickException(str(err)) from None
+    reporter.publish(session, force=True)
     config = tracer.config
     if not as_json:
         attaches = ", ".join(f"{a.symbol}({a.mode})" for a in config.plan.attaches)
@@ -186,13 +204,10 @@ def trace(flag: Tuple[str, ...], mask: Optional[str], pids: Tuple[int, ...], log
         except LogError as err:
             tracer.finish()  # attached already: detach and close the log before failing
             raise click.ClickException(f"--ready-file: {err}") from None
-    session = tracer.run()
+    with reporter.running():
+        session = tracer.run()
     output.raise_if_broken()
     _print_summary(session.summary(), as_json)
-
-
-def _clock() -> str:
-    return time.strftime("%H:%M:%S")
 
 
 def _print_summary(summary: Record, as_json: bool) -> None:
@@ -206,7 +221,14 @@ def _print_summary(summary: Record, as_json: bool) -> None:
 @click.argument("log", type=click.Path(dir_okay=False, allow_dash=True, path_type=Path))
 @click.option("--json", "as_json", is_flag=True, help="The summary as one JSON object.")
 @click.option("--strict", is_flag=True, help="Stop at the first damaged record instead of skipping it.")
-def report(log: Path, as_json: bool, strict: bool) -> None:
+@click.option("--live", is_flag=True, help="Replay the capture through the full-screen view (q quits).")
+@click.option("--speed", type=float, default=1.0, show_default=True, help="Replay speed factor for --live.")
+@click.option("--plot", type=click.Path(dir_okay=False, path_type=Path), metavar="FILE.png|.svg",
+              help="Draw flagged bytes over time and both histograms to this new file (extra `plot`).")
+@click.option("--perfetto", type=click.Path(dir_okay=False, path_type=Path), metavar="FILE.json",
+              help="Write the capture as a Chrome/Perfetto trace (counter per process, a slice per allocation).")
+def report(log: Path, as_json: bool, strict: bool, live: bool, speed: float, plot: Optional[Path],
+           perfetto: Optional[Path]) -> None:
     """Rebuild the histograms and summary from a LOG captured with `trace --log` (`-`: stdin).
 
     Damaged records are skipped, counted and listed on stderr, and the summary is marked
@@ -216,13 +238,14 @@ def report(log: Path, as_json: bool, strict: bool) -> None:
     Example:
       mpxtrace trace --flag VM_LOCKED --log run.ndjson --duration 60
       mpxtrace report run.ndjson
+      mpxtrace report run.ndjson --plot run.png --perfetto run.trace.json
+      mpxtrace report run.ndjson --live --speed 10
     """
+    from .views.capture import ViewError, replay_capture
     try:
         reader = open_log(log, strict=strict)
-        session = Session(reader.header)
-        for rec in reader.records():
-            session.apply(rec)
-    except LogError as err:
+        session = replay_capture(reader.header, reader.records(), live=live, speed=speed, plot=plot, perfetto=perfetto)
+    except (LogError, ViewError) as err:
         raise click.ClickException(str(err)) from None
     summary = session.summary()
     if reader.damaged_count:

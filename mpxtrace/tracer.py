@@ -180,6 +180,10 @@ class Tracer:
         for rec in ready:
             self._emit(rec)
 
+    def add_record(self, rec: Record) -> None:
+        """A record the front end made (a resident sample): logged and applied now, like the kernel's."""
+        self._emit(rec)
+
     def request_stop(self, *_: object) -> None:
         self._stop = True
 

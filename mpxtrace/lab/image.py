@@ -35,7 +35,7 @@ from .steplog import StepLog
 from .wheels import RUNTIME_WHEELS, download_and_unpack
 
 # Bump when the image contents change in a way the package versions do not capture.
-RECIPE_VERSION = 2
+RECIPE_VERSION = 3
 
 # What the guest needs besides BCC and headers (given exact versions in build()).
 GUEST_PACKAGES = ("python3", "procps", "mount", "util-linux", "e2fsprogs", "kmod")

@@ -14,7 +14,7 @@ from typing import List, Sequence
 
 from .steplog import StepLog
 
-RUNTIME_WHEELS = ("click", "pyroute2")
+RUNTIME_WHEELS = ("click", "pyroute2", "prometheus_client")  # prometheus_client: trace --prometheus
 
 _PURE_TAG = re.compile(r"-(py3|py2\.py3)-none-any\.whl$")
 
