@@ -23,6 +23,7 @@ from .kernel.features import KernelFeatures
 from .procwatch import ExitWatcher
 from .program import LoadedProgram, ProgramConfig, build_config, load_program
 from .stats import Session
+from .verify import drift_records
 
 __all__ = ["TraceOptions", "Tracer", "make_header"]
 
@@ -42,6 +43,7 @@ class TraceOptions:
     log: Optional[Path] = None
     seed: bool = True
     buffer_pages: Optional[int] = None
+    verify: Optional[float] = None  # seconds between checks of the model against smaps
 
 
 def make_header(options: TraceOptions, config: Optional[ProgramConfig], features: Optional[KernelFeatures],
@@ -79,7 +81,7 @@ class Tracer:
     _log: Optional[LogWriter] = None
     _lost_callback: int = 0  # perf lost-callback total
     _lost_reported: int = 0
-    _frame_overflow: int = 0
+    _counted: Dict[str, int] = field(default_factory=dict)  # in-kernel loss counters reported so far
     _seeded_pids: Set[int] = field(default_factory=set)
     load_seconds: float = 0.0  # BCC compile + load + attach
     _old_handlers: Dict[int, Any] = field(default_factory=dict)
@@ -160,10 +162,15 @@ class Tracer:
         if lost > self._lost_reported:
             self._pending.append({"type": "lost", "ts": now, "source": source, "count": lost - self._lost_reported})
             self._lost_reported = lost
-        overflow = values["frame_overflow"] - self._frame_overflow
-        if overflow > 0:
-            self._pending.append({"type": "lost", "ts": now, "source": "frame_overflow", "count": overflow})
-            self._frame_overflow = values["frame_overflow"]
+        # Other ways an event goes missing, each counted where it happens: nesting deeper than
+        # the per-thread frame stack, frames whose return never came (unwound), a full kernel
+        # map, and kprobes/kretprobes the kernel skipped (maxactive, recursion).
+        values["probe_missed"] = self._program.probe_misses()
+        for counter in ("frame_overflow", "frame_stale", "map_full", "probe_missed"):
+            new = values[counter] - self._counted.get(counter, 0)
+            if new > 0:
+                self._pending.append({"type": "lost", "ts": now, "source": counter, "count": new})
+                self._counted[counter] = values[counter]
 
     def _drain(self, cutoff: Optional[int]) -> None:
         """Apply pending records older than `cutoff` (all when None), in timestamp order."""
@@ -197,6 +204,7 @@ class Tracer:
         interval = self.options.interval
         next_tick = started + interval if interval else None
         ticks = 0
+        next_verify = started + self.options.verify if self.options.verify else None
         # -p targets end the trace when they exit; seeded processes are retired when they exit
         # (their teardown may carry no flagged VMA, e.g. 5.10 clears VM_LOCKED before freeing)
         watched = set(self.options.pids) | self._seeded_pids
@@ -212,6 +220,9 @@ class Tracer:
                     self._snapshot_requested = False
                     self._flush_all()
                     self.on_snapshot(self.session)
+                if next_verify is not None and now >= next_verify:
+                    self._verify()
+                    next_verify = time.monotonic() + self.options.verify  # type: ignore[operator]
                 if self.options.duration is not None and now - started >= self.options.duration:
                     break
                 if watcher is not None:
@@ -235,6 +246,13 @@ class Tracer:
             self._restore_signals()
             self.finish()
         return self.session
+
+    def _verify(self) -> None:
+        """--verify: report every VMA where the model and smaps disagree (see verify.py)."""
+        assert self.session is not None
+        for rec in drift_records(self.session.model, self.options.tracked.mnemonics, (os.getpid(),),
+                                 time.monotonic_ns, self._flush_all):
+            self._emit(rec)
 
     def _restore_signals(self) -> None:
         for sig, handler in self._old_handlers.items():
