@@ -141,15 +141,11 @@ static __always_inline void submit(void *ctx, struct mpxtrace_event *e)
 #ifdef USE_RINGBUF
 	if (events.ringbuf_output(e, sizeof(*e), 0) != 0)
 		counters.increment(CNT_LOST_SUBMIT);
-	else
-		counters.increment(CNT_EMITTED);
 #else
 	/* -ENOSPC when the CPU's buffer is full (5.4+ propagates it); older kernels return 0 and
 	 * user space relies on the perf lost callback, which only reports at the next write */
 	if (events.perf_submit(ctx, e, sizeof(*e)) != 0)
 		counters.increment(CNT_LOST_SUBMIT);
-	else
-		counters.increment(CNT_EMITTED);
 #endif
 }
 

@@ -49,13 +49,11 @@ struct mpxtrace_event {
 
 /* Indexes of the `counters` array map */
 enum mpxtrace_counter {
-	CNT_LOST_SUBMIT = 0,   /* ring buffer full: event dropped in the kernel */
-	CNT_FRAME_OVERFLOW = 1,/* nesting deeper than MPXTRACE_MAX_DEPTH */
-	CNT_FRAME_MISSING = 2, /* a return without its entry (attached mid-call) */
-	CNT_EMITTED = 3,
-	CNT_FRAME_STALE = 4,   /* frames left by an entry whose return never came, unwound */
-	CNT_MAP_FULL = 5,      /* a kernel map (frames, tracked, mremaps) had no room */
-	CNT_MAX = 6,
+	CNT_LOST_SUBMIT = 0,   /* ring/perf buffer full: event dropped in the kernel */
+	CNT_FRAME_OVERFLOW = 1,/* nesting deeper than MAX_DEPTH: the call's event is lost */
+	CNT_FRAME_STALE = 2,   /* frames left by an entry whose return never came, unwound */
+	CNT_MAP_FULL = 3,      /* a kernel map (frames, tracked, mremaps) had no room */
+	CNT_MAX = 4,
 };
 
 #endif /* MPXTRACE_EVENT_H */

@@ -33,7 +33,7 @@ class Kind(enum.IntEnum):
 
 
 # enum mpxtrace_counter, in order
-COUNTERS = ("lost_submit", "frame_overflow", "frame_missing", "emitted", "frame_stale", "map_full")
+COUNTERS = ("lost_submit", "frame_overflow", "frame_stale", "map_full")
 
 
 class RawEvent(ctypes.Structure):

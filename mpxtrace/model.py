@@ -266,12 +266,7 @@ class Model:
     def _assert_vma(self, space: AddressSpace, start: int, end: int, flags: int, ts: int,
                     *ops: Tuple[int, int]) -> None:
         """The kernel says one VMA spans exactly [start, end) now (after a merge)."""
-        before = space.vmas.carve(start, end)
-        space.vmas.insert(start, end, flags)
-        if len(before) > 1:
-            space.merges += len(before) - 1
-            self.observer.on_merge(space, len(before) - 1, ts)
-        for lo, hi in space.pieces.gaps(start, end):
+        for lo, hi in self._one_vma(space, start, end, flags, ts):
             if not any(op[0] <= lo and hi <= op[1] for op in ops):
                 self.anomalies.append(Anomaly(
                     ts, space.mm or 0, space.pid, lo, hi,
@@ -350,11 +345,16 @@ class Model:
         if not flags & self.mask:
             self._release(space, start, end, ts)
             return
+        for lo, hi in self._one_vma(space, start, end, flags, ts):
+            alloc = self._new_alloc(space, hi - lo, ts, "grown")
+            space.pieces.insert(lo, hi, alloc.ident)
+
+    def _one_vma(self, space: AddressSpace, start: int, end: int, flags: int, ts: int) -> List[Tuple[int, int]]:
+        """Make [start, end) one VMA (counting the VMAs it joined as merges); return the parts
+        of it that belong to no allocation yet."""
         before = space.vmas.carve(start, end)
         space.vmas.insert(start, end, flags)
         if len(before) > 1:
             space.merges += len(before) - 1
             self.observer.on_merge(space, len(before) - 1, ts)
-        for lo, hi in space.pieces.gaps(start, end):
-            alloc = self._new_alloc(space, hi - lo, ts, "grown")
-            space.pieces.insert(lo, hi, alloc.ident)
+        return space.pieces.gaps(start, end)
