@@ -35,10 +35,15 @@ from .steplog import StepLog
 from .wheels import RUNTIME_WHEELS, download_and_unpack
 
 # Bump when the image contents change in a way the package versions do not capture.
-RECIPE_VERSION = 3
+RECIPE_VERSION = 4  # 4: bpftrace and stress-ng for bench/suite.py
 
 # What the guest needs besides BCC and headers (given exact versions in build()).
 GUEST_PACKAGES = ("python3", "procps", "mount", "util-linux", "e2fsprogs", "kmod")
+
+# The benchmark's peer (bpftrace) and load generator (stress-ng), from the suite's own apt.
+# Installed where the suite has them; the manifest records which, and bench/suite.py says
+# what it could not measure without them.
+BENCH_PACKAGES = ("bpftrace", "stress-ng")
 
 # Re-read package lists at most this often (seconds); $MPXTRACE_LAB_APT_MAX_AGE overrides.
 APT_MAX_AGE = 6 * 3600
@@ -148,7 +153,7 @@ def ensure_image(kernel: str, *, progress: Optional[Callable[[str], None]] = Non
         final = kdir / cache_key(resolved)
         if (final / "manifest.json").exists():
             return Image.load(spec.key, final)
-        return _build(spec, resolved, final, mirrors, progress)
+        return _build(spec, resolved, final, mirrors, progress, apt)
 
 
 def _resolve(spec: KernelSpec, apt: AptState) -> Resolved:
@@ -198,8 +203,17 @@ def _safe_rmtree(root: Path) -> None:
     shutil.rmtree(root, ignore_errors=True)
 
 
+def _available(apt: AptState, packages: Tuple[str, ...]) -> Dict[str, Optional[str]]:
+    """Candidate version of each package in the suite, None where the suite lacks it."""
+    found: Dict[str, Optional[str]] = {}
+    for name in packages:
+        stanza = apt.show(name)
+        found[name] = stanza.get("Version") if stanza else None
+    return found
+
+
 def _build(spec: KernelSpec, r: Resolved, final: Path, mirrors: Tuple[str, str],
-           progress: Callable[[str], None]) -> Image:
+           progress: Callable[[str], None], apt: AptState) -> Image:
     kdir = final.parent
     for stale in kdir.glob(".build-*"):  # we hold the lock: these are interrupted builds
         _safe_rmtree(stale / "root")
@@ -223,6 +237,10 @@ def _build(spec: KernelSpec, r: Resolved, final: Path, mirrors: Tuple[str, str],
         _configure_apt(spec, root, mirrors)
         packages = list(GUEST_PACKAGES) + [f"{r.headers_package}={r.headers_version}",
                                            f"python3-bpfcc={r.bcc_version}"]
+        bench_tools = _available(apt, BENCH_PACKAGES)
+        for name, version in bench_tools.items():
+            log.note(f"{name}: {version or f'not in {r.suite}; the benchmark will skip it'}")
+        packages += [f"{name}={version}" for name, version in bench_tools.items() if version]
         _chroot(log, "apt-get install BCC and kernel headers", root,
                 "apt-get -q update && apt-get -q -y install " + " ".join(packages))
         # Only vmlinuz is needed from the kernel (NVMe and ext4 are built in): unpack the
@@ -260,6 +278,7 @@ def _build(spec: KernelSpec, r: Resolved, final: Path, mirrors: Tuple[str, str],
             "resolved": r.to_dict(),
             "root_partuuid": partuuid(signature),
             "wheels": wheels,
+            "bench_tools": bench_tools,
             "guest_packages": {p: v for p, v in installed.items()
                                if p in ("python3", "python3-bpfcc", "libbpfcc", r.headers_package)
                                or p.startswith(("libllvm", "libclang-cpp"))},
