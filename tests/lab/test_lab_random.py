@@ -1,0 +1,133 @@
+"""Randomized differential test against real kernels: random VMA lifecycles (mpxtrace.randomwork)
+traced live, and at every checkpoint each process's flagged VMAs in the tracer's snapshot
+compared, VMA by VMA, with /proc/PID/smaps.
+
+Fresh seeds every run (printed, and in every failure message, with the command that replays
+them); MPXTRACE_RANDOM_SEEDS=1,2,3 runs those instead.  One guest boot per kernel runs every
+seed; tests/lab/random_guest.py does the work inside it.  More seeds, and shrinking a failing
+one to a short list of operations: ``python -m mpxtrace.lab.campaign`` (see README).
+"""
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+from typing import Any, Dict, List, Set
+
+import pytest
+
+from mpxtrace.lab import run_in_guest
+from mpxtrace.randomops import COVERAGE, FLAGS, generate, ops_digest
+
+ROOT = Path(__file__).resolve().parents[2]
+MARK = "=====MPXTRACE-RANDOM-JSON====="
+KERNELS = ["5.10", "6.1", "6.12", "7.2"]
+SEEDS_PER_FLAG = 2  # ~2 minutes a kernel under TCG (README: Measured)
+COUNT = 80  # operations a seed
+
+
+def _seeds() -> List[int]:
+    given = os.environ.get("MPXTRACE_RANDOM_SEEDS")
+    if given:
+        try:
+            return [int(s) for s in given.split(",") if s.strip()]
+        except ValueError:
+            raise pytest.UsageError(f"MPXTRACE_RANDOM_SEEDS must be comma-separated integers, got {given!r}")
+    return [int.from_bytes(os.urandom(4), "big") >> 1 for _ in range(SEEDS_PER_FLAG)]
+
+
+SEEDS = {flag: _seeds() for flag in FLAGS}
+_reports: Dict[str, Dict[str, Any]] = {}
+
+
+def _replay(kernel: str) -> str:
+    seeds = ",".join(str(s) for s in sorted({s for ss in SEEDS.values() for s in ss}))
+    return (f"replay: MPXTRACE_RANDOM_SEEDS={seeds} .venv/bin/python -m pytest tests/lab/test_lab_random.py "
+            f"-k '{kernel}'; or shrink one: .venv/bin/python -m mpxtrace.lab.campaign --kernel {kernel} "
+            f"--seed SEED --flag FLAG --count {COUNT}")
+
+
+def guest_report(kernel: str, tmp_path_factory: pytest.TempPathFactory) -> Dict[str, Any]:
+    if kernel not in _reports:
+        print(f"\nrandom lifecycles on {kernel}: seeds {SEEDS}")
+        spec = {"count": COUNT, "jobs": [{"flag": flag, "seed": seed} for flag in FLAGS for seed in SEEDS[flag]]}
+        out = tmp_path_factory.mktemp(f"random-{kernel}")
+        result = run_in_guest(kernel, ["python3", "tests/lab/random_guest.py", json.dumps(spec)], project_dir=ROOT,
+                              timeout=900, out_dir=out)
+        parts = result.output.split(MARK)
+        assert len(parts) >= 3, (f"no report from the {kernel} guest (exit {result.exit_code}, {result.error}); "
+                                 f"seeds {SEEDS}; console: {result.console_log}\n{result.output[-3000:]}")
+        report = json.loads(parts[1])
+        report["_console"] = str(result.console_log)
+        report["_seconds"] = result.seconds
+        print(f"{kernel}: guest run {result.seconds:.0f} s; tracer start "
+              f"{[g.get('startup_s') for g in report['groups']]} s; seeds "
+              f"{[(j['seed'], j['seconds']) for g in report['groups'] for j in g['jobs']]} s")
+        _reports[kernel] = report
+    return _reports[kernel]
+
+
+def _jobs(report: Dict[str, Any], kernel: str) -> List[Dict[str, Any]]:
+    for group in report["groups"]:
+        assert "error" not in group, (f"{group['flag']}: {group['error']}\n{group.get('stderr_tail', '')}\n"
+                                      f"{_replay(kernel)}")
+    jobs = [job for group in report["groups"] for job in group["jobs"]]
+    assert sorted((j["flag"], j["seed"]) for j in jobs) == sorted((f, s) for f in FLAGS for s in SEEDS[f]), \
+        f"not every seed ran; {_replay(kernel)}"
+    return jobs
+
+
+@pytest.mark.lab
+@pytest.mark.parametrize("kernel", KERNELS)
+def test_random_workload_runs_every_operation(kernel: str, tmp_path_factory: pytest.TempPathFactory) -> None:
+    """The comparison below means something only if the workload ran: every seed reached its
+    checkpoints with flagged memory to compare, and every kind of operation succeeded."""
+    jobs = _jobs(guest_report(kernel, tmp_path_factory), kernel)
+    succeeded = set()
+    for job in jobs:
+        where = f"{job['flag']} seed {job['seed']}"
+        assert "error" not in job and "failed" not in job and job.get("exit") == 0, \
+            f"{where}: {job.get('error') or job.get('failed')} (exit {job.get('exit')}); {_replay(kernel)}"
+        assert job["checks"] >= 3 and job.get("flagged_seen", 0) > 0, f"{where}: nothing was compared"
+        ops = generate(job["seed"], job["flag"], COUNT)
+        assert job["digest"] == ops_digest(ops), f"{where}: the guest's Python drew other operations than the host's"
+        succeeded |= _succeeded(ops, job["results"])
+    missing = [kind for kind in COVERAGE if kind not in succeeded]
+    assert missing == [], f"operations that never succeeded on {kernel}: {missing}; {_replay(kernel)}"
+
+
+def _succeeded(ops: List[Dict[str, Any]], results: List[str]) -> Set[str]:
+    """Kinds of operation that succeeded (results are per operation, 'par' ones per member)."""
+    done: Set[str] = set()
+    for op, result in zip(ops, results):
+        members = list(zip(op["ops"], result[len("par:"):].split(","))) if op["op"] == "par" else [(op, result)]
+        for member, outcome in members:
+            if outcome.startswith("ok"):
+                detail = member.get("mode") or member.get("kind") if member["op"] in ("remap", "lock") else None
+                done.add(f"{member['op']}/{detail}" if detail else member["op"])
+                if "g" in member.get("mf", ""):
+                    done.add("gd")
+    return done
+
+
+@pytest.mark.lab
+@pytest.mark.parametrize("kernel", KERNELS)
+def test_random_lifecycles_match_smaps_vma_by_vma(kernel: str, tmp_path_factory: pytest.TempPathFactory) -> None:
+    jobs = _jobs(guest_report(kernel, tmp_path_factory), kernel)
+    diverged = {f"{j['flag']} seed {j['seed']}": j["diffs"][:3] for j in jobs if j["diff_count"]}
+    assert diverged == {}, (f"tracer vs smaps on {kernel} (first differences per seed; op_index is the "
+                            f"checkpoint's position in the operation list): {json.dumps(diverged, indent=1)}\n"
+                            f"{_replay(kernel)}")
+
+
+@pytest.mark.lab
+@pytest.mark.parametrize("kernel", KERNELS)
+def test_random_lifecycles_lose_nothing_and_see_no_anomaly(kernel: str,
+                                                           tmp_path_factory: pytest.TempPathFactory) -> None:
+    report = guest_report(kernel, tmp_path_factory)
+    _jobs(report, kernel)
+    for group in report["groups"]:
+        assert group["tracer_exit"] == 0 and group["complete"] is True
+        assert (group["lost_events"], group["lost_by_source"]) == (0, {}), \
+            f"{group['flag']}: events lost; seeds {SEEDS[group['flag']]}; {_replay(kernel)}"
+        assert group["anomalies"] == [], f"{group['flag']}: {group['anomalies'][:5]}; {_replay(kernel)}"
