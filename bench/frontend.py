@@ -1,0 +1,257 @@
+"""Benchmark suite, host parts (issue 9): how the front end keeps up.  Asserts nothing.
+
+    .venv/bin/python bench/frontend.py [--quick] [--out bench/results/host.json]
+
+Every figure comes with its baseline, measured in the same run (times are CPU seconds):
+
+- map order: N one-page maps into one address space through the model, at descending
+  addresses (the kernel's usual order) against ascending ones, N = 100k and 200k;
+- memory: peak RSS per live VMA with 1,000,000 live one-page VMAs over 1,000 address spaces,
+  for a Session (what `trace` and `report` run) and, to attribute it, for the two RangeMaps
+  per space alone and for the Allocation records alone (each in a fresh process);
+- records/s through Session.apply against json-decoding the same records
+  (the stream of bench/model_throughput.py);
+- `mpxtrace report` of a 1,000,000-event synthetic log against json.loads of its lines.
+
+Results go to a JSON file naming the machine and Python (default bench/results/host.json).
+"""
+from __future__ import annotations
+
+import argparse
+import datetime
+import gc
+import json
+import os
+import platform
+import resource
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+from typing import Any, Callable, Dict, Iterator, List
+
+HERE = Path(__file__).resolve().parent
+sys.path.insert(0, str(HERE.parent))
+sys.path.insert(0, str(HERE))
+from model_throughput import MASK, stream  # noqa: E402
+
+from mpxtrace.model import Allocation, Model  # noqa: E402
+from mpxtrace.rangemap import RangeMap  # noqa: E402
+from mpxtrace.stats import Session  # noqa: E402
+
+PAGE = 4096
+TOP = 0x7FFF00000000  # where descending maps start, as the kernel's top-down allocator does
+MM0 = 0xFFFF888000000000
+HEADER: Dict[str, Any] = {"type": "header", "format": "mpxtrace-log", "version": 1, "start_ns": 0,
+                          "interval_ns": 10**9, "mask": MASK, "names": ["VM_LOCKED"], "mnemonics": ["lo"]}
+
+
+def map_event(ts: int, mm: int, start: int) -> Dict[str, Any]:
+    """One one-page map as decode_raw gives it; the kernel reports the VMA is exactly that page."""
+    end = start + PAGE
+    return {"type": "event", "kind": "map", "ts": ts, "mm": mm, "tgid": 100, "tid": 100, "owner": True,
+            "comm": "w", "start": start, "end": end, "flags": MASK, "ext": [start, end]}
+
+
+def seconds(fn: Callable[[], object]) -> float:
+    """CPU seconds of this process and its children: the work is single-threaded and CPU-bound,
+    so this equals wall time on an idle machine and is barely moved by other load (the lab's
+    QEMUs share this host's two cores)."""
+    gc.collect()
+    t0 = _cpu()
+    fn()
+    return _cpu() - t0
+
+
+def _cpu() -> float:
+    children = resource.getrusage(resource.RUSAGE_CHILDREN)
+    return time.process_time() + children.ru_utime + children.ru_stime
+
+
+# -- map order ---------------------------------------------------------------------------------------
+def map_order(n: int, rounds: int = 2) -> Dict[str, float]:
+    """Pages two apart (so nothing merges), applied to a fresh Model in either order; rounds
+    alternate and the best of each is kept, so a busy machine disturbs the ratio less."""
+    addrs = [TOP - 2 * PAGE * i for i in range(n)]
+    best: Dict[str, float] = {}
+    for _ in range(rounds):
+        for order, seq in (("ascending", addrs[::-1]), ("descending", addrs)):
+            records = [map_event(i, MM0, a) for i, a in enumerate(seq)]
+            model = Model(MASK)
+            took = seconds(lambda: model.apply_all(records))
+            best[order] = min(best.get(order, took), took)
+            del records, model
+    return {"ascending_s": best["ascending"], "descending_s": best["descending"],
+            "descending_over_ascending": best["descending"] / best["ascending"]}
+
+
+# -- memory (each case in a fresh process: peak RSS is per process) ----------------------------------
+def _rss_kib(field: str) -> int:
+    with open("/proc/self/status") as fh:
+        for line in fh:
+            if line.startswith(field + ":"):
+                return int(line.split()[1])
+    raise RuntimeError(f"no {field} in /proc/self/status")
+
+
+def _interleaved(vmas: int, spaces: int) -> Iterator[Dict[str, Any]]:
+    """Round-robin over the spaces, each growing downwards; made lazily so they cost no memory."""
+    per = vmas // spaces
+    ts = 0
+    for i in range(per):
+        for s in range(spaces):
+            ts += 1
+            yield map_event(ts, MM0 + s * 0x1000, TOP - 2 * PAGE * i)
+
+
+def _memory_child(case: str, vmas: int, spaces: int) -> Dict[str, Any]:
+    gc.collect()
+    before = _rss_kib("VmRSS")
+    keep: Any
+    if case == "session":
+        session = Session(dict(HEADER))
+        for rec in _interleaved(vmas, spaces):
+            session.apply(rec)
+        live = session.summary()["totals"]["live_vmas"]
+        keep = session
+    elif case == "rangemaps":  # what AddressSpace holds per VMA: vmas (-> flags) and pieces (-> allocation id)
+        maps = [(RangeMap[int](), RangeMap[int]()) for _ in range(spaces)]
+        ident = 1
+        for i in range(vmas // spaces):
+            for vm, pieces in maps:
+                start = TOP - 2 * PAGE * i
+                vm.insert(start, start + PAGE, MASK | 0x73)
+                pieces.insert(start, start + PAGE, ident)
+                ident += 1
+        live = sum(len(vm) for vm, _ in maps)
+        keep = maps
+    elif case == "allocations":  # Model._allocs: one Allocation per live one-page mapping
+        allocs = {}
+        for ident in range(1, vmas + 1):
+            allocs[ident] = Allocation(ident, PAGE, 10**15 + ident, "mmap", PAGE)
+        live = len(allocs)
+        keep = allocs
+    else:
+        raise SystemExit(f"unknown memory case {case}")
+    peak = _rss_kib("VmHWM")
+    del keep
+    return {"live_vmas": live, "bytes_per_vma": (peak - before) * 1024 / live}
+
+
+def memory(vmas: int, spaces: int) -> Dict[str, Any]:
+    out: Dict[str, Any] = {"live_vmas": vmas, "address_spaces": spaces}
+    for case in ("session", "rangemaps", "allocations"):
+        proc = subprocess.run([sys.executable, __file__, "--memory-child", case, str(vmas), str(spaces)],
+                              check=True, stdout=subprocess.PIPE, universal_newlines=True)
+        out[case] = json.loads(proc.stdout)
+    return out
+
+
+# -- records/s through the model -----------------------------------------------------------------------
+def throughput(n: int) -> Dict[str, float]:
+    lines = [json.dumps(r) for r in stream(n)]
+    decoded: List[Any] = []
+    t_decode = seconds(lambda: decoded.extend(json.loads(line) for line in lines))
+    session = Session(dict(HEADER))
+
+    def apply() -> None:
+        for rec in decoded:
+            session.apply(rec)
+    t_apply = seconds(apply)
+    return {"records": len(decoded), "json_decode_per_s": len(decoded) / t_decode,
+            "session_apply_per_s": len(decoded) / t_apply, "apply_over_decode": t_apply / t_decode}
+
+
+# -- report of a log ----------------------------------------------------------------------------------
+def report(n: int) -> Dict[str, float]:
+    with tempfile.TemporaryDirectory() as tmp:
+        log = Path(tmp) / "synthetic.ndjson"
+        with open(log, "w", encoding="utf-8") as fh:
+            fh.write(json.dumps(HEADER, separators=(",", ":")) + "\n")
+            last = 0
+            for rec in stream(n):
+                fh.write(json.dumps(rec, separators=(",", ":")) + "\n")
+                last = rec["ts"]
+            fh.write(json.dumps({"type": "end", "ts": last + 1}) + "\n")
+
+        def decode() -> None:
+            with open(log, encoding="utf-8") as lines:
+                for line in lines:
+                    json.loads(line)
+        t_decode = seconds(decode)
+        t_report = seconds(lambda: subprocess.run(
+            [sys.executable, "-m", "mpxtrace", "report", "--json", str(log)],
+            check=True, stdout=subprocess.DEVNULL, cwd=str(HERE.parent)))
+    return {"events": n, "json_loads_s": t_decode, "report_s": t_report, "report_per_s": n / t_report,
+            "report_over_json_loads": t_report / t_decode}
+
+
+# -- the suite ---------------------------------------------------------------------------------------
+def machine() -> Dict[str, Any]:
+    cpu = platform.processor()
+    try:
+        with open("/proc/cpuinfo") as fh:
+            cpu = next((line.split(":", 1)[1].strip() for line in fh if line.startswith("model name")), cpu)
+    except OSError:
+        pass
+    return {"cpu": cpu, "cpus": os.cpu_count(), "kernel": platform.release(), "machine": platform.machine(),
+            "python": platform.python_version(), "implementation": platform.python_implementation(),
+            "load_average_at_start": os.getloadavg()[0]}  # other work on the machine skews timings
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--quick", action="store_true", help="a tenth of every size (a smoke run; not for README)")
+    parser.add_argument("--out", type=Path, default=HERE / "results" / "host.json")
+    parser.add_argument("--memory-child", nargs=3, metavar=("CASE", "VMAS", "SPACES"), help=argparse.SUPPRESS)
+    args = parser.parse_args()
+    if args.memory_child:
+        case, vmas, spaces = args.memory_child
+        print(json.dumps(_memory_child(case, int(vmas), int(spaces))))
+        return
+
+    scale = 10 if args.quick else 1
+    results: Dict[str, Any] = {"suite": "host", "date": datetime.datetime.now(datetime.timezone.utc).isoformat(
+        timespec="seconds"), "machine": machine(), "quick": args.quick}
+    print(f"host: {results['machine']['cpu']}, {results['machine']['cpus']} CPUs, "
+          f"Python {results['machine']['python']}, load average {results['machine']['load_average_at_start']:.1f}")
+
+    results["map_order"] = {}
+    for n in (100_000 // scale, 200_000 // scale):
+        r = results["map_order"][str(n)] = map_order(n)
+        print(f"{n:>9,} maps in one space: ascending {r['ascending_s']:.2f} s, descending {r['descending_s']:.2f} s"
+              f" -> descending/ascending {r['descending_over_ascending']:.2f}x")
+
+    m = results["memory"] = memory(1_000_000 // scale, 1_000 // scale)
+    print(f"{m['live_vmas']:>9,} live VMAs over {m['address_spaces']} spaces, peak RSS per VMA: "
+          f"Session {m['session']['bytes_per_vma']:.0f} B (RangeMaps alone {m['rangemaps']['bytes_per_vma']:.0f} B, "
+          f"Allocation records alone {m['allocations']['bytes_per_vma']:.0f} B)")
+
+    t = results["throughput"] = throughput(200_000 // scale)
+    print(f"{t['records']:>9,} records: Session.apply {t['session_apply_per_s']:,.0f}/s vs json decode "
+          f"{t['json_decode_per_s']:,.0f}/s -> apply/decode {t['apply_over_decode']:.2f}x")
+
+    r = results["report"] = report(1_000_000 // scale)
+    print(f"{r['events']:>9,} events: mpxtrace report {r['report_s']:.1f} s ({r['report_per_s']:,.0f}/s) vs "
+          f"json.loads of the lines {r['json_loads_s']:.1f} s -> report/json {r['report_over_json_loads']:.2f}x")
+
+    # issue 9's goals, read against the figures above (reported, not asserted)
+    biggest = results["map_order"][str(200_000 // scale)]["descending_over_ascending"]
+    results["goals"] = {
+        "descending_within_1.5x_of_ascending": biggest <= 1.5,
+        "at_most_200_bytes_per_live_vma": m["session"]["bytes_per_vma"] <= 200,
+        "report_no_slower_than_json_loads": r["report_over_json_loads"] <= 1.0,
+    }
+    for goal, met in results["goals"].items():
+        print(f"goal {goal}: {'met' if met else 'NOT met'}")
+
+    args.out.parent.mkdir(parents=True, exist_ok=True)
+    tmp = args.out.with_name(args.out.name + ".tmp")
+    tmp.write_text(json.dumps(results, indent=1) + "\n")
+    os.replace(tmp, args.out)
+    print(f"written {args.out}")
+
+
+if __name__ == "__main__":
+    main()
