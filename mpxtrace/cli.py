@@ -122,6 +122,8 @@ def trace(flag: Tuple[str, ...], mask: Optional[str], pids: Tuple[int, ...], log
         from .views.live import LiveScreen
         interval = interval or 1.0  # the screen refreshes every interval
         reporter.screen = LiveScreen(f"mpxtrace {tracked.describe()}", on_quit=lambda: tracer.request_stop())
+    if prometheus and interval is None:  # metrics and resident samples refresh every second, nothing printed
+        interval, reporter.quiet = 1.0, True
     options = TraceOptions(tracked=tracked, pids=pids, attach=attach, buffer=buffer, offsets=offsets,
                            interval=interval, count=count, duration=duration, log=log, seed=not no_seed,
                            buffer_pages=buffer_pages, verify=verify)

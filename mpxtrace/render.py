@@ -75,7 +75,8 @@ def resident_text(resident: Dict[str, object], live_bytes: int) -> str:
     res = int(resident["flagged_resident_bytes"])  # type: ignore[call-overload]
     return (f"resident: {human_bytes(res)} of {human_bytes(live_bytes)} flagged "
             f"({_percent(res / live_bytes if live_bytes else 0)}), {_percent(resident['ram_share'])} of RAM "
-            f"({human_bytes(int(resident['mem_total_bytes']))}); sampled {resident['processes_sampled']} processes "  # type: ignore[call-overload]
+            f"({human_bytes(int(resident['mem_total_bytes']))}); sampled {resident['processes_sampled']} "  # type: ignore[call-overload]
+            f"process{'' if resident['processes_sampled'] == 1 else 'es'} "
             f"in {human_ns(int(resident['sample_ns']))}")  # type: ignore[call-overload]
 
 

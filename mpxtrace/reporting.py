@@ -35,6 +35,7 @@ class IntervalReporter:
     as_json: bool = False
     cumulative: bool = False
     sample_resident: bool = True
+    quiet: bool = False  # intervals only refresh samples and metrics (--prometheus without INTERVAL)
     add_record: Callable[[Record], None] = lambda rec: None  # logs and applies (Tracer.add_record)
     screen: Optional[Any] = None  # views.live.LiveScreen
     metrics: Optional[Any] = None  # views.prometheus.MetricsView
@@ -46,7 +47,9 @@ class IntervalReporter:
             self.add_record(resident.sample(session, now_ns))
         rec = session.interval_snapshot(now_ns, self.cumulative)
         self.publish(session, force=True)
-        if self.screen is not None:
+        if self.quiet:
+            pass
+        elif self.screen is not None:
             self.screen.update(rec)
         elif self.as_json:
             print_json(rec)

@@ -121,8 +121,11 @@ def test_prometheus_serves_the_trace_and_refuses_bad_addresses() -> None:
     with socket.socket() as probe:
         probe.bind(("127.0.0.1", 0))
         PORT.append(probe.getsockname()[1])
-    result = CliRunner().invoke(main, ["trace", "--flag", "lo", "--no-resident", "--prometheus", str(PORT[0]), "1"])
+    # no INTERVAL: the metrics still refresh every second, and no interval report is printed
+    result = CliRunner().invoke(main, ["trace", "--flag", "lo", "--no-resident", "--prometheus", str(PORT[0])])
     assert result.exit_code == 0, result.output
+    assert made[0].options.interval == 1.0 and "@allocation_size (last" not in result.output
+    assert "mpxtrace summary" in result.output
     scrapes = made[0].scrapes
     assert 'mpxtrace_process_live_bytes{comm="work",mm="0xffff888000100000",pid="100"} 65536.0' in scrapes[0]
     assert "mpxtrace_frees_total 1.0" in scrapes[1] and "mpxtrace_frees_total 0.0" in scrapes[0]

@@ -20,7 +20,7 @@ from ..render import human_bytes
 from ..stats import Session
 from .files import create_private
 
-__all__ = ["perfetto_trace", "write_perfetto", "COUNTER_NAME", "SLICE_CATEGORY"]
+__all__ = ["perfetto_trace", "write_perfetto", "replay_events", "COUNTER_NAME", "SLICE_CATEGORY"]
 
 COUNTER_NAME = "flagged live bytes"
 SLICE_CATEGORY = "allocation"
@@ -72,8 +72,8 @@ class _Recorder:
         self.events.append(dict(common, ph="e", ts=self.us(end_ts), args={"live_at_end": live_at_end}))
 
 
-def perfetto_trace(header: Record, records: Iterable[Record]) -> Dict[str, object]:
-    """The trace-event document for a capture."""
+def replay_events(header: Record, records: Iterable[Record]) -> Tuple[Session, List[Dict[str, object]], Dict[int, str]]:
+    """Replay a capture: the session, its trace events (counters and slices), process names by pid."""
     session = Session(header)
     recorder = _Recorder(session.model.observer, int(header["start_ns"]))
     session.model.observer = recorder
@@ -88,10 +88,16 @@ def perfetto_trace(header: Record, records: Iterable[Record]) -> Dict[str, objec
     end = session.end_ns if session.end_ns is not None else session.last_ns
     for ident in sorted(recorder.open):  # still live when the capture ended
         recorder.slice(ident, end, live_at_end=True)
+    return session, recorder.events, recorder.names
+
+
+def perfetto_trace(header: Record, records: Iterable[Record]) -> Dict[str, object]:
+    """The trace-event document for a capture."""
+    session, events, names = replay_events(header, records)
     meta: List[Dict[str, object]] = [
         {"ph": "M", "name": "process_name", "pid": pid, "args": {"name": f"{comm or '?'} [{pid}]"}}
-        for pid, comm in sorted(recorder.names.items())]
-    return {"traceEvents": meta + recorder.events, "displayTimeUnit": "ns",
+        for pid, comm in sorted(names.items())]
+    return {"traceEvents": meta + events, "displayTimeUnit": "ns",
             "metadata": {"mpxtrace": {"flags": header.get("names", []), "mask": header.get("mask"),
                                       "kernel": header.get("kernel"), "events": session.model.events}}}
 

@@ -11,7 +11,7 @@ from typing import Dict, Iterable, List, Tuple
 from ..events import Record
 from ..render import human_bytes, human_ns
 from .files import create_private
-from .replay import replay_intervals
+from .perfetto import replay_events
 
 __all__ = ["plot_capture", "FORMATS", "SIZE_INCHES", "DPI"]
 
@@ -21,24 +21,27 @@ DPI = 100  # a PNG is 1000x750 pixels
 TOP_PROCESSES = 8
 
 
-def _series(header: Record, records: Iterable[Record]) -> Tuple[List[float], Dict[str, List[float]], Record]:
-    """Seconds since start, live bytes per process (label -> value per interval), the summary."""
-    times: List[float] = []
-    live: Dict[str, List[float]] = {}
-    session = None
-    start = int(header["start_ns"])
-    for session, rec in replay_intervals(header, records):
-        index = len(times)
-        times.append((int(rec["ts"]) - start) / 1e9)
-        for proc in rec["processes"]:
-            label = f"{proc['comm'] or '?'} [{proc['pid']}]"
-            column = live.setdefault(label, [0.0] * index)
-            column.extend([0.0] * (index - len(column)))
-            column.append(float(proc["live_bytes"]))
-    for column in live.values():
-        column.extend([0.0] * (len(times) - len(column)))
-    assert session is not None
-    return times, live, session.summary()
+def _series(header: Record, records: Iterable[Record]) -> Tuple[Dict[str, Tuple[List[float], List[float]]], Record, float]:
+    """Live bytes per process at every change (label -> (seconds, bytes)), the summary, the capture's length."""
+    session, events, names = replay_events(header, records)
+    series: Dict[str, Tuple[List[float], List[float]]] = {}
+    for event in events:
+        if event["ph"] != "C":
+            continue
+        pid = int(event["pid"])  # type: ignore[call-overload]
+        times, values = series.setdefault(f"{names.get(pid) or '?'} [{pid}]", ([], []))
+        times.append(float(event["ts"]) / 1e6)  # type: ignore[arg-type]
+        values.append(float(event["args"]["bytes"]))  # type: ignore[index]
+    summary = session.summary()
+    return series, summary, int(summary["duration_ns"]) / 1e9
+
+
+def _binary_ticks(peak: float) -> float:
+    """A tick step that is a power of two bytes and gives 3 to 8 ticks up to `peak`."""
+    step = 1.0
+    while peak / step > 8:
+        step *= 2
+    return step
 
 
 def _bars(ax: object, hist: Record, title: str) -> None:
@@ -49,6 +52,8 @@ def _bars(ax: object, hist: Record, title: str) -> None:
     ax.set_yticks(range(len(buckets)))  # type: ignore[attr-defined]
     ax.set_yticklabels(names, fontsize=8)  # type: ignore[attr-defined]
     ax.set_xlabel("count")  # type: ignore[attr-defined]
+    from matplotlib.ticker import MaxNLocator
+    ax.xaxis.set_major_locator(MaxNLocator(integer=True))  # type: ignore[attr-defined]
     ax.set_title(f"{title} ({hist['count']} samples)")  # type: ignore[attr-defined]
     if not buckets:
         ax.text(0.5, 0.5, "no samples", ha="center", va="center", transform=ax.transAxes)  # type: ignore[attr-defined]
@@ -63,16 +68,22 @@ def plot_capture(header: Record, records: Iterable[Record], path: Path) -> Recor
     import matplotlib
     matplotlib.use("Agg")  # no display needed
     from matplotlib import pyplot as plt
-    from matplotlib.ticker import FuncFormatter
+    from matplotlib.ticker import FuncFormatter, MultipleLocator
 
-    times, live, summary = _series(header, records)
-    top = sorted(live, key=lambda name: -max(live[name], default=0))[:TOP_PROCESSES]
+    series, summary, length = _series(header, records)
+    top = sorted(series, key=lambda name: -max(series[name][1], default=0))[:TOP_PROCESSES]
     fig = plt.figure(figsize=SIZE_INCHES, dpi=DPI)
     grid = fig.add_gridspec(2, 2, height_ratios=[3, 2])
     over_time = fig.add_subplot(grid[0, :])
+    peak = 0.0
     for name in top:
-        # an interval record holds the state at the end of its window
-        over_time.step(times, live[name], where="pre", label=name)
+        times, values = series[name]
+        # a value holds from its change until the next one, and until the capture ends
+        over_time.step(times + [length], values + values[-1:], where="post", label=name)
+        peak = max(peak, max(values))
+    over_time.set_xlim(0, max(length, 1e-3))
+    over_time.set_ylim(0, max(peak * 1.05, 1))
+    over_time.yaxis.set_major_locator(MultipleLocator(_binary_ticks(peak)))
     over_time.yaxis.set_major_formatter(FuncFormatter(lambda v, _: human_bytes(int(v))))
     over_time.set_xlabel("seconds since start")
     over_time.set_ylabel("flagged bytes (virtual)")

@@ -75,6 +75,27 @@ def loopback_up() -> None:
         ipr.link("set", index=ipr.link_lookup(ifname="lo")[0], state="up")
 
 
+def _wait_for_sample(path: str, pid: int, timeout: float) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if any(p["pid"] == pid and "resident_bytes" in p for r in _records(path) if r.get("type") == "interval"
+               for p in r["processes"]):
+            return
+        time.sleep(0.2)
+    raise TimeoutError(f"no interval with a resident sample of pid {pid} within {timeout}s")
+
+
+def _wait_for_intervals(path: str, more: int, timeout: float) -> None:
+    def count() -> int:
+        return sum(1 for r in _records(path) if r.get("type") == "interval")
+    target = count() + more
+    deadline = time.monotonic() + timeout
+    while count() < target:
+        if time.monotonic() > deadline:
+            raise TimeoutError(f"fewer than {more} intervals within {timeout}s")
+        time.sleep(0.2)
+
+
 def main() -> None:
     result: Dict[str, Any] = {}
     loopback_up()
@@ -91,7 +112,8 @@ def main() -> None:
         assert workload.stdout is not None and workload.stdin is not None
         assert workload.stdout.readline().strip() == "ready"
         result["workload_pid"] = workload.pid
-        time.sleep(2.5)  # two intervals: a resident sample and fresh metrics
+        _wait_for_sample(stream, workload.pid, 120)  # an interval with its resident sample
+        _wait_for_intervals(stream, 2, 60)  # and two more, after every event of the workload's start
         metrics = urllib.request.urlopen(f"http://127.0.0.1:{PORT}/metrics", timeout=30).read().decode()
         with open(os.path.join(OUT, "metrics.txt"), "w") as fh:
             fh.write(metrics)
@@ -110,7 +132,7 @@ def main() -> None:
     # the plain interval output, as a user on a pipe sees it, beside a workload mapping and freeing
     ready = "/tmp/plain-ready"
     plain = subprocess.Popen([sys.executable, "-m", "mpxtrace", "trace", "--flag", "VM_NORESERVE", "--no-live",
-                              "--ready-file", ready, "--duration", "4.5", "1"], stdout=subprocess.PIPE,
+                              "--ready-file", ready, "--duration", "8", "1"], stdout=subprocess.PIPE,
                              stderr=subprocess.STDOUT, universal_newlines=True)
     deadline = time.monotonic() + 300
     while not os.path.exists(ready) and plain.poll() is None and time.monotonic() < deadline:
