@@ -88,7 +88,7 @@ class TracerSession:
         self.err = open(f"{err_dir}/tracer-random-{tag}.stderr", "w")
         started = time.monotonic()
         self.proc = subprocess.Popen([sys.executable, "-m", "mpxtrace", "trace", "--flag", flag, "--json",
-                                      "--log", self.log], stdout=subprocess.PIPE, stderr=self.err,
+                                      "--log", self.log, "--verify", "3"], stdout=subprocess.PIPE, stderr=self.err,
                                      universal_newlines=True)
         self.out = Lines(self.proc.stdout)
         self.lock = threading.Lock()
@@ -107,7 +107,8 @@ class TracerSession:
         summary = self.out.next_json("summary", 120)
         return {"tracer_exit": self.proc.wait(120), "events": summary["events"],
                 "lost_events": summary["lost_events"], "lost_by_source": summary.get("lost_by_source", {}),
-                "anomalies": summary["anomalies"], "complete": summary.get("complete")}
+                "anomalies": summary["anomalies"], "complete": summary.get("complete"),
+                "drift": summary.get("drift")}
 
     def stderr_tail(self) -> str:
         self.err.flush()

@@ -131,3 +131,5 @@ def test_random_lifecycles_lose_nothing_and_see_no_anomaly(kernel: str,
         assert (group["lost_events"], group["lost_by_source"]) == (0, {}), \
             f"{group['flag']}: events lost; seeds {SEEDS[group['flag']]}; {_replay(kernel)}"
         assert group["anomalies"] == [], f"{group['flag']}: {group['anomalies'][:5]}; {_replay(kernel)}"
+        # trace --verify ran beside the workload: the tracer's own check against smaps agrees
+        assert group["drift"] == 0, f"{group['flag']}: {group['drift']} drift records; {_replay(kernel)}"
