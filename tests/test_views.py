@@ -67,6 +67,7 @@ def test_metrics_scraped_over_http_follow_the_session() -> None:
         assert before[("mpxtrace_process_live_vmas", work)] == 2
         assert before[("mpxtrace_allocations_total", ())] == 2
         assert before[("mpxtrace_lost_events_total", (("source", "perf_buffer"),))] == 7
+        assert before[("mpxtrace_lost_events_total", (("source", "frame_overflow"),))] == 0  # exported before any loss
         # log2 buckets, cumulative: the 4K allocation at le=8191, the 16K one at le=32767
         assert before[("mpxtrace_allocation_size_bytes_bucket", (("le", "8191"),))] == 1
         assert before[("mpxtrace_allocation_size_bytes_bucket", (("le", "32767"),))] == 2

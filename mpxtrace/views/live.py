@@ -40,11 +40,14 @@ WIDE = 100
 
 
 def sparkline(values: Iterable[int], width: int) -> str:
+    """The last `width` values, lowest to highest as ▁ to █ (a flat line sits in the middle)."""
     points = list(values)[-width:]
     if not points:
         return ""
-    top = max(points) or 1
-    return "".join(_BLOCKS[round(v / top * (len(_BLOCKS) - 1))] for v in points)
+    low, high = min(points), max(points)
+    if high == low:
+        return _BLOCKS[4] * len(points)
+    return "".join(_BLOCKS[1 + round((v - low) / (high - low) * (len(_BLOCKS) - 2))] for v in points)
 
 
 def _percent(share: object) -> str:
@@ -106,8 +109,9 @@ class LiveScreen:
         totals, rate = rec["totals"], rec["rate"]
         head = Text()
         head.append(f"{self.title}   {label}\n", style="bold")
+        processes = int(totals["processes"])
         head.append(f"live {human_bytes(totals['live_bytes'])} in {totals['live_vmas']} VMAs, "
-                    f"{totals['processes']} processes   ")
+                    f"{processes} process{'' if processes == 1 else 'es'}   ")
         head.append(f"+{human_bytes(rate['allocated_bytes_per_s'])}/s -{human_bytes(rate['freed_bytes_per_s'])}/s, "
                     f"{rate['events_per_s']:.0f} events/s   ")
         head.append(f"lost {rec['lost_events']}", style="bold red" if rec["lost_events"] else "green")
@@ -118,7 +122,10 @@ class LiveScreen:
             head.append(f"\nresident {human_bytes(res)} ({_percent(res / live if live else 0)} of flagged), "
                         f"{_percent(resident['ram_share'])} of RAM {human_bytes(int(resident['mem_total_bytes']))}")
         width = self.console.size.width
-        head.append("\nlive bytes " + sparkline(self._history, max(10, width - 20)), style="magenta")
+        history = list(self._history)
+        head.append(f"\nlive bytes, last {len(history)} intervals ({human_bytes(min(history))} to "
+                    f"{human_bytes(max(history))}) ")
+        head.append(sparkline(history, max(10, width - 50)), style="magenta")
         table = Table(expand=True, title=Text(f"LIVE, VMAS, RESIDENT, %: now    ALLOCS, FREES, ALLOC_B, FREED_B: {label}"), title_justify="left",
                       caption=Text(f"sorted by {self.sort}   s: sort   q: quit"), caption_justify="left")
         columns = [c for c in COLUMNS if width >= WIDE or c not in NARROW_DROPS]
@@ -126,11 +133,11 @@ class LiveScreen:
             table.add_column(name, justify="left" if name == "COMM" else "right", no_wrap=True,
                              min_width=None if name == "COMM" else min(len(name), 6),
                              style="bold" if name.lower() == self.sort else None)
-        processes = sorted(rec["processes"], key=SORT_KEYS[self.sort], reverse=True)
+        rows_sorted = sorted(rec["processes"], key=SORT_KEYS[self.sort], reverse=True)
         hist_height = 2 + max(1, *(len(rec["histograms"][n]["buckets"]) for n in ("allocation_size", "lifetime")))
         head_height = head.plain.count("\n") + 3
         rows = max(1, height - head_height - hist_height - 6)  # 6: title, borders, header, caption
-        for p in processes[:rows]:
+        for p in rows_sorted[:rows]:
             cells = {"PID": str(p["pid"] or "?"), "COMM": str(p["comm"])[:16], "LIVE": human_bytes(int(p["live_bytes"])),
                      "VMAS": str(p["live_vmas"]),
                      "RESIDENT": human_bytes(int(p["resident_bytes"])) if "resident_bytes" in p else "-",
@@ -138,13 +145,14 @@ class LiveScreen:
                      "ALLOCS": str(p["allocations"]), "FREES": str(p["frees"]),
                      "ALLOC_B": human_bytes(int(p["allocated_bytes"])), "FREED_B": human_bytes(int(p["freed_bytes"]))}
             table.add_row(*(cells[c] for c in columns))
-        if len(processes) > rows:
-            table.add_row("", f"... {len(processes) - rows} more", *[""] * (len(columns) - 2))
+        if len(rows_sorted) > rows:
+            table.add_row("", f"... {len(rows_sorted) - rows} more", *[""] * (len(columns) - 2))
         hists = Layout()
         hists.split_row(Layout(_histogram(rec["histograms"]["allocation_size"], f"allocation size, {label}", width // 2)),
                         Layout(_histogram(rec["histograms"]["lifetime"], f"lifetime, {label}", width // 2)))
-        shown = min(rows, len(processes)) + (len(processes) > rows)
-        layout.split_column(Layout(Panel(head), size=head_height), Layout(table, size=shown + 6), Layout(hists))
+        shown = min(rows, len(rows_sorted)) + (len(rows_sorted) > rows)
+        layout.split_column(Layout(Panel(head), size=head_height), Layout(table, size=shown + 6),
+                            Layout(hists, size=hist_height), Layout(Text(" ")))  # slack at the bottom
         return layout
 
     # -- keys ------------------------------------------------------------------------------

@@ -36,6 +36,7 @@ class _Recorder:
         self.open: Dict[int, Tuple[int, Allocation, AddressSpace]] = {}  # ident -> (begin ts, alloc, space)
         self.touched: Dict[int, AddressSpace] = {}  # spaces changed by the record being applied
         self.names: Dict[int, str] = {}
+        self.last: Dict[int, int] = {}  # id(space) -> live bytes last put on its counter
 
     def us(self, ts: int) -> float:
         return max(0, ts - self.start_ns) / 1000
@@ -58,8 +59,11 @@ class _Recorder:
 
     def counters(self, ts: int) -> None:
         """The live bytes of every space the last record changed, as the model has them now."""
-        for space in self.touched.values():
+        for key, space in self.touched.items():
             self.names[space.pid] = space.comm
+            if self.last.get(key) == space.live_bytes:
+                continue  # e.g. a split: nothing to draw
+            self.last[key] = space.live_bytes
             self.events.append({"ph": "C", "name": COUNTER_NAME, "pid": space.pid, "ts": self.us(ts),
                                 "args": {"bytes": space.live_bytes}})
         self.touched = {}

@@ -14,6 +14,7 @@ from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Histo
 from prometheus_client.registry import CollectorRegistry
 from prometheus_client import start_http_server
 
+from ..events import COUNTERS
 from ..stats import Log2Histogram, Session
 
 __all__ = ["MetricsView", "parse_listen", "serve"]
@@ -49,6 +50,12 @@ def log2_buckets(hist: Log2Histogram) -> List[Tuple[str, float]]:
     return out
 
 
+def _loss_sources(session: Session) -> List[str]:
+    """Where the tracer can lose events: its buffer, and each loss counter of the kernel program."""
+    buffer = {"ring": ["ring_buffer"], "perf": ["perf_buffer"]}.get(str(session.header.get("buffer")), [])
+    return buffer + [name for name in COUNTERS if name != "lost_submit"] + ["probe_missed"]
+
+
 @dataclass
 class _Published:
     processes: List[Tuple[List[str], Dict[str, float]]] = field(default_factory=list)
@@ -82,7 +89,8 @@ class MetricsView:
         for name in ("allocations", "frees", "allocated_bytes", "freed_bytes"):
             data.counters[name] = float(sum(getattr(s, name) for s in spaces))
         data.counters["events"] = float(session.model.events)
-        data.lost = {k: float(v) for k, v in session.lost.items()}
+        data.lost = dict.fromkeys(_loss_sources(session), 0.0)  # at 0 from the start, so increase() sees the first
+        data.lost.update({k: float(v) for k, v in session.lost.items()})
         data.gauges["live_bytes"] = float(sum(s.live_bytes for s in spaces))
         data.gauges["live_vmas"] = float(sum(s.live_vmas for s in spaces))
         if session.resident is not None:

@@ -132,7 +132,7 @@ def main() -> None:
     # the plain interval output, as a user on a pipe sees it, beside a workload mapping and freeing
     ready = "/tmp/plain-ready"
     plain = subprocess.Popen([sys.executable, "-m", "mpxtrace", "trace", "--flag", "VM_NORESERVE", "--no-live",
-                              "--ready-file", ready, "--duration", "8", "1"], stdout=subprocess.PIPE,
+                              "--ready-file", ready, "--log", os.path.join(OUT, "churn.ndjson"), "--duration", "8", "1"], stdout=subprocess.PIPE,
                              stderr=subprocess.STDOUT, universal_newlines=True)
     deadline = time.monotonic() + 300
     while not os.path.exists(ready) and plain.poll() is None and time.monotonic() < deadline:
