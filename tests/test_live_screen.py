@@ -82,3 +82,23 @@ def test_live_replay_in_tmux(tmp_path: Path) -> None:
             "capture-pane", "-p", "-S", "-200", "-t", session)
     finally:
         subprocess.run(["tmux", "-L", SOCKET, "kill-server"], capture_output=True)
+
+
+def test_trace_on_a_terminal_shows_the_screen_and_q_ends_the_trace() -> None:
+    # the real CLI with a recorded kernel (tests/fake_trace_main.py): 120 s of events unless stopped
+    command = (f"unset COLUMNS LINES; cd {shlex.quote(str(ROOT / 'tests'))} && {shlex.quote(sys.executable)} "
+               f"fake_trace_main.py; echo EXIT=$?; sleep 60")
+    session = "trace"
+    _tmux("new-session", "-d", "-s", session, "-x", "120", "-y", "36", command)
+    try:
+        screen = _wait_for(session, lambda s: "mpxtrace VM_LOCKED (0x2000)   last 1s" in s and "sorted by live" in s
+                           and "python3" in s and "lifetime, last 1s" in s)
+        assert "LIVE, VMAS, RESIDENT, %: now" in screen
+        asked = time.monotonic()
+        _tmux("send-keys", "-t", session, "q")
+        _wait_for(session, lambda s: "EXIT=" in s, timeout=10)
+        assert time.monotonic() - asked < 10
+        history = _tmux("capture-pane", "-p", "-S", "-300", "-t", session)
+        assert "EXIT=0" in history and "mpxtrace summary: VM_LOCKED" in history
+    finally:
+        subprocess.run(["tmux", "-L", SOCKET, "kill-session", "-t", session], capture_output=True, env=ENV)
