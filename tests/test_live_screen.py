@@ -39,6 +39,8 @@ def _wait_for(session: str, ready: Callable[[str], bool], timeout: float = 20.0)
 
 
 def _bytes(text: str) -> float:
+    if text == "-":  # not sampled yet: sorts last
+        return -1.0
     units = {"": 1, "K": 1 << 10, "M": 1 << 20, "G": 1 << 30}
     return float(text.rstrip("KMG") or 0) * units[text[-1] if text[-1] in "KMG" else ""]
 
