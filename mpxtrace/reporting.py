@@ -17,6 +17,7 @@ from .stats import Session
 __all__ = ["IntervalReporter", "live_screen_available"]
 
 METRICS_PUBLISH_S = 0.5  # between intervals, scrapes see the session at most this stale
+RESIDENT_BUDGET = 0.05  # sampling may take this share of the time at most: slow samples are spaced out
 
 
 def live_screen_available() -> bool:
@@ -40,11 +41,15 @@ class IntervalReporter:
     screen: Optional[Any] = None  # views.live.LiveScreen
     metrics: Optional[Any] = None  # views.prometheus.MetricsView
     _published: float = field(default=0.0)
+    _next_sample_ns: int = field(default=0)
 
     def interval(self, session: Session, now_ns: Optional[int] = None) -> Record:
         now_ns = now_ns if now_ns is not None else time.monotonic_ns()
-        if self.sample_resident:
-            self.add_record(resident.sample(session, now_ns))
+        if self.sample_resident and now_ns >= self._next_sample_ns:
+            sample = resident.sample(session, now_ns)
+            self.add_record(sample)
+            # many processes, or a slow machine: the next sample waits until this one is within budget
+            self._next_sample_ns = now_ns + int(int(sample["sample_ns"]) / RESIDENT_BUDGET)
         rec = session.interval_snapshot(now_ns, self.cumulative)
         self.publish(session, force=True)
         if self.quiet:

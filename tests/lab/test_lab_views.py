@@ -71,7 +71,8 @@ def test_interval_records_and_resident_samples(kernel: str, tmp_path_factory: py
     held = [p for r in intervals for p in r["processes"] if p["pid"] == report["workload_pid"] and "resident_bytes" in p]
     assert any(p["resident_bytes"] == 16 * PAGE and 0 < p["rss_share"] < 1 for p in held), held
     samples = [r for r in _lines(out / "run.ndjson") if r["type"] == "resident"]
-    assert len(samples) == len(intervals)  # one per interval, logged for report
+    # logged for report: one per interval while sampling costs under 5% of the time (spaced out beyond)
+    assert 1 <= len(samples) <= len(intervals)
     plain = (out / "plain.txt").read_text()
     assert report["plain_exit"] == 0, plain[-2000:]
     assert plain.count("@allocation_size (last ") >= 3 and "resident:" in plain
