@@ -1,0 +1,104 @@
+"""Render a bench/suite.py results file as the Markdown tables README's performance section uses.
+
+    .venv/bin/python bench/render_results.py bench/results/<timestamp>.json
+"""
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+from typing import Any, Dict, List, Optional
+
+WORKLOADS = (("plain", "no flag"), ("noreserve", "VM_NORESERVE"), ("locked", "VM_LOCKED"))
+
+
+def _x(value: Optional[float]) -> str:
+    return "–" if value is None else f"{value:.2f}x"
+
+
+def _n(value: Optional[float], fmt: str = "{:,.0f}") -> str:
+    return "–" if value is None else fmt.format(value)
+
+
+def hot_path_rows(results: Dict[str, Any]) -> List[str]:
+    rows = ["| kernel | memory | untraced µs/pair | mpxtrace (auto) | bpftrace (fentry) | added cost mpxtrace / bpftrace "
+            "| mpxtrace kprobe | bpftrace kprobe | added cost kprobe / kprobe |",
+            "|---|---|---|---|---|---|---|---|---|"]
+    for kernel, lab in results.get("lab", {}).items():
+        guest = lab.get("guest") or {}
+        runs = guest.get("overhead", {}).get("runs", {})
+        ratios = guest.get("overhead", {}).get("mpx_added_over_bpftrace_added", {})
+        for name, label in WORKLOADS:
+            def r(phase: str) -> Optional[float]:
+                row = runs.get(f"{phase}/{name}")
+                return row["vs_untraced"] if row else None
+
+            def spread(phase: str) -> str:
+                row = runs.get(f"{phase}/{name}")
+                if not row or not runs.get(f"none/{name}"):
+                    return "–"
+                base = runs[f"none/{name}"]["median"]
+                return f"{row['median'] / base:.2f}x ({row['min'] / base:.2f}–{row['max'] / base:.2f})"
+            base = runs.get(f"none/{name}")
+            rows.append(f"| {kernel} | {label} | {_n(base['us_per_pair'] if base else None, '{:.1f}')} "
+                        f"| {spread('mpx-auto')} | {spread('bpftrace-fentry')} "
+                        f"| {_x(ratios.get(f'mpx-auto/bpftrace-fentry/{name}'))} "
+                        f"| {_x(r('mpx-kprobe'))} | {_x(r('bpftrace-kprobe'))} "
+                        f"| {_x(ratios.get(f'mpx-kprobe/bpftrace-kprobe/{name}'))} |")
+    return rows
+
+
+def load_rows(results: Dict[str, Any]) -> List[str]:
+    rows = ["| kernel | start-up mpxtrace / bpftrace (s) | drain events/s | stress-ng 20 s, VM_NORESERVE: applied / lost "
+            "| VM_LOCKED: applied / lost | tracer peak RSS (MiB) |", "|---|---|---|---|---|---|"]
+    for kernel, lab in results.get("lab", {}).items():
+        guest = lab.get("guest") or {}
+        start = guest.get("startup", {})
+        mpx, peer = start.get("mpx-auto", {}).get("median_s"), start.get("bpftrace-fentry", {}).get("median_s")
+        drain = guest.get("drain", {})
+        stress = guest.get("stress", {})
+        cells = []
+        for flag in ("VM_NORESERVE", "VM_LOCKED"):
+            s = stress.get(flag) or {}
+            cells.append(f"{_n(s.get('events_applied'))} / {_n(s.get('lost_events'))}" if s else "–")
+        peaks = [stress[f]["peak_rss_mib"] for f in ("VM_NORESERVE", "VM_LOCKED") if stress.get(f)]
+        rows.append(f"| {kernel} | {_n(mpx, '{:.1f}')} / {_n(peer, '{:.1f}')} | {_n(drain.get('events_per_s'))} "
+                    f"| {cells[0]} | {cells[1]} | {_n(max(peaks) if peaks else None)} |")
+    return rows
+
+
+def markdown(results: Dict[str, Any]) -> str:
+    m = results.get("machine", {})
+    loads = [lab.get("load_before", {}) for lab in results.get("lab", {}).values()]
+    busiest = max((l.get("qemu_guests", 0) for l in loads), default=0)
+    head = (f"{results.get('date')} on {m.get('cpu')} ({m.get('cpus')} CPUs, QEMU {m.get('accel', 'tcg').upper()}); "
+            f"host load average {results.get('load_at_start', {}).get('loadavg', ['?'])[0]:.1f} at start, "
+            f"up to {busiest} QEMU guests running (ours included); mpxtrace {results.get('mpxtrace')} "
+            f"({results.get('git', {}).get('commit', '')[:10]}){' QUICK RUN' if results.get('quick') else ''}.")
+    versions = []
+    for kernel, lab in results.get("lab", {}).items():
+        g = lab.get("guest") or {}
+        versions.append(f"{kernel}: {lab.get('release')}, BCC {g.get('bcc')}, {g.get('bpftrace')}, "
+                        f"{(g.get('stress_ng') or 'no stress-ng').split(' (')[0]}")
+    return "\n".join([head, "", *hot_path_rows(results), "", *load_rows(results), "", "Versions: " + "; ".join(versions)])
+
+
+def print_table(results: Dict[str, Any]) -> None:
+    print(markdown(results))
+    for kernel, lab in results.get("lab", {}).items():
+        if lab.get("error"):
+            print(f"lab {kernel}: {lab['error']}")
+        for what, why in ((lab.get("guest") or {}).get("skipped") or {}).items():
+            print(f"lab {kernel}: skipped {what}: {why[:300]}")
+        for what, why in ((lab.get("guest") or {}).get("overhead", {}).get("skipped") or {}).items():
+            print(f"lab {kernel}: skipped {what}: {why[:300]}")
+
+
+def main() -> None:
+    if len(sys.argv) != 2:
+        raise SystemExit("usage: render_results.py RESULTS.json")
+    print(markdown(json.loads(Path(sys.argv[1]).read_text())))
+
+
+if __name__ == "__main__":
+    main()
