@@ -178,14 +178,14 @@ class RangeMap(Generic[V]):
                 self._total -= end - starts[i]
                 starts[i] = end
             if starts:
-                self._firsts[c] = starts[0]
                 c += 1
             else:
                 del self._starts[c], self._ends[c], self._values[c], self._firsts[c]
             if done:
                 break
             i = 0
-        # chunks in between were dropped whole; the edge ones, now `first` and the next, may be small
+        # chunks in between were dropped whole; the edge ones, now `first` and the next, may have a
+        # new first start and be small
         self._tidy(first + 1)
         self._tidy(first)
         return removed
