@@ -20,13 +20,22 @@ from .rangemap import RangeMap
 __all__ = ["Allocation", "AddressSpace", "Model", "Observer", "Anomaly"]
 
 
-@dataclass
 class Allocation:
-    ident: int
-    size: int
-    born_ns: Optional[int]  # None for memory that existed before tracing began
-    origin: str  # mmap | flag_set | fork | absorbed | seed | moved_in | grown | dontunmap
-    remaining: int
+    """One birth of flagged memory; lives while any of its bytes are live.  A million of
+    them exist with a million live VMAs, hence slots (dataclass(slots=True) needs 3.10)."""
+
+    __slots__ = ("ident", "size", "born_ns", "origin", "remaining")
+
+    def __init__(self, ident: int, size: int, born_ns: Optional[int], origin: str, remaining: int) -> None:
+        self.ident = ident
+        self.size = size
+        self.born_ns = born_ns  # None for memory that existed before tracing began
+        self.origin = origin  # mmap | flag_set | fork | absorbed | seed | moved_in | grown | dontunmap
+        self.remaining = remaining
+
+    def __repr__(self) -> str:
+        return (f"Allocation({self.ident}, {self.size}, {self.born_ns}, {self.origin!r}, "
+                f"remaining={self.remaining})")
 
 
 @dataclass(frozen=True)
