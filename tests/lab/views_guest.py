@@ -1,8 +1,9 @@
 """Runs INSIDE a lab guest: a real trace served to Prometheus and scraped over HTTP, with
 interval records (histograms, resident bytes) and a log for the capture views.
 
-The workload maps 64 pages MAP_NORESERVE and touches 16 of them (so 64 KiB resident), then
-maps and frees 8 more pages twice (lifetimes).  Everything lands in /mnt/out (copied back to
+The flag is VM_LOCKED (Python's own allocator maps MAP_NORESERVE arenas on newer guests, so
+VM_NORESERVE would count them too).  The workload locks 64 pages with mlock2(MLOCK_ONFAULT) and
+touches 16 of them (so 64 KiB resident), then maps and frees 8 MAP_LOCKED pages twice (lifetimes).  Everything lands in /mnt/out (copied back to
 the host); one JSON document between markers says what happened.  Plain Python, no pytest.
 """
 from __future__ import annotations
@@ -19,13 +20,22 @@ from typing import Any, Dict, List
 MARK = "=====MPXTRACE-VIEWS-JSON====="
 OUT = "/mnt/out"
 PORT = 9464
-WORKLOAD = """
-import sys, time
+LOCK_ON_FAULT = """
+import ctypes
 from mpxtrace import workload as w
-big = w.mmap(0, 64, w.PROT_READ | w.PROT_WRITE, w.MAP_NORESERVE)
+def lock_on_fault(pages):
+    addr = w.mmap(0, pages, w.PROT_READ | w.PROT_WRITE, 0)
+    libc = ctypes.CDLL(None, use_errno=True)
+    if libc.mlock2(ctypes.c_void_p(addr), ctypes.c_size_t(pages * 4096), 1) != 0:  # MLOCK_ONFAULT
+        raise OSError(ctypes.get_errno(), "mlock2")
+    return addr
+"""
+WORKLOAD = LOCK_ON_FAULT + """
+import sys, time
+big = lock_on_fault(64)
 w.touch(big, 16)
 for _ in range(2):
-    small = w.mmap(0, 8, w.PROT_READ | w.PROT_WRITE, w.MAP_NORESERVE)
+    small = w.mmap(0, 8, w.PROT_READ | w.PROT_WRITE, w.MAP_LOCKED)
     time.sleep(0.3)
     w.munmap(small, 8)
 print("ready", flush=True)
@@ -33,14 +43,13 @@ sys.stdin.readline()
 """
 
 
-CHURN = """
+CHURN = LOCK_ON_FAULT + """
 import time
-from mpxtrace import workload as w
-held = w.mmap(0, 256, w.PROT_READ | w.PROT_WRITE, w.MAP_NORESERVE)
+held = lock_on_fault(256)
 w.touch(held, 100)
 pages = 1
 while True:
-    addr = w.mmap(0, pages, w.PROT_READ | w.PROT_WRITE, w.MAP_NORESERVE)
+    addr = w.mmap(0, pages, w.PROT_READ | w.PROT_WRITE, w.MAP_LOCKED)
     w.touch(addr, 1)
     time.sleep(0.05 * (pages % 7))
     w.munmap(addr, pages)
@@ -101,7 +110,7 @@ def main() -> None:
     loopback_up()
     stream = os.path.join(OUT, "trace.ndjson")
     with open(stream, "w") as out, open(os.path.join(OUT, "trace.stderr"), "w") as err:
-        tracer = subprocess.Popen([sys.executable, "-m", "mpxtrace", "trace", "--flag", "VM_NORESERVE", "--json",
+        tracer = subprocess.Popen([sys.executable, "-m", "mpxtrace", "trace", "--flag", "VM_LOCKED", "--json",
                                    "--log", os.path.join(OUT, "run.ndjson"), "--prometheus", str(PORT), "1"],
                                   stdout=out, stderr=err)
     workload = None
@@ -131,7 +140,7 @@ def main() -> None:
                 proc.kill()
     # the plain interval output, as a user on a pipe sees it, beside a workload mapping and freeing
     ready = "/tmp/plain-ready"
-    plain = subprocess.Popen([sys.executable, "-m", "mpxtrace", "trace", "--flag", "VM_NORESERVE", "--no-live",
+    plain = subprocess.Popen([sys.executable, "-m", "mpxtrace", "trace", "--flag", "VM_LOCKED", "--no-live",
                               "--ready-file", ready, "--log", os.path.join(OUT, "churn.ndjson"), "--duration", "8", "1"], stdout=subprocess.PIPE,
                              stderr=subprocess.STDOUT, universal_newlines=True)
     deadline = time.monotonic() + 300
