@@ -1,8 +1,8 @@
 """Runs INSIDE a lab guest: a real trace served to Prometheus and scraped over HTTP, with
 interval records (histograms, resident bytes) and a log for the capture views.
 
-The flag is VM_LOCKED (Python's own allocator maps MAP_NORESERVE arenas on newer guests, so
-VM_NORESERVE would count them too).  The workload locks 64 pages with mlock2(MLOCK_ONFAULT) and
+The flag is VM_LOCKED: on the 6.12 guest (Python 3.13) the workload's interpreter held
+VM_NORESERVE memory of its own besides ours, so exact figures need a flag only we set.  The workload locks 64 pages with mlock2(MLOCK_ONFAULT) and
 touches 16 of them (so 64 KiB resident), then maps and frees 8 MAP_LOCKED pages twice (lifetimes).  Everything lands in /mnt/out (copied back to
 the host); one JSON document between markers says what happened.  Plain Python, no pytest.
 """
