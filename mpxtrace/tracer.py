@@ -200,15 +200,16 @@ class Tracer:
     # -- main loop ------------------------------------------------------------------------------------
     def run(self) -> Session:
         assert self._program is not None and self.session is not None
+        # -p targets end the trace when they exit; seeded processes are retired when they exit
+        # (their teardown may carry no flagged VMA, e.g. 5.10 clears VM_LOCKED before freeing).
+        # Made before the clock starts: setting it up must not eat into the first interval.
+        watched = set(self.options.pids) | self._seeded_pids
+        watcher = ExitWatcher(watched) if watched else None
         started = time.monotonic()
         interval = self.options.interval
         next_tick = started + interval if interval else None
         ticks = 0
         next_verify = started + self.options.verify if self.options.verify else None
-        # -p targets end the trace when they exit; seeded processes are retired when they exit
-        # (their teardown may carry no flagged VMA, e.g. 5.10 clears VM_LOCKED before freeing)
-        watched = set(self.options.pids) | self._seeded_pids
-        watcher = ExitWatcher(watched) if watched else None
         try:
             while not self._stop:
                 poll_start = time.monotonic_ns()
