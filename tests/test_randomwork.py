@@ -12,7 +12,8 @@ from typing import Any, Dict, List, Set, Tuple
 
 import pytest
 
-from mpxtrace.lab.campaign import ddmin, failure_kinds, flatten, lineage
+from mpxtrace.lab.campaign import ddmin, failure_kinds, flatten, lineage, write_new
+from mpxtrace.lab.errors import LabError
 from mpxtrace.randomops import COVERAGE, FLAGS, Op, generate, ops_digest
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -62,7 +63,7 @@ def test_workload_runs_every_operation_on_this_kernel(flag: str) -> None:
     """Each kind of operation succeeds somewhere in a few seeds, and at each checkpoint the
     listed pids are the live, idle actors."""
     succeeded: Set[str] = set()
-    for seed in (1, 2, 3):
+    for seed in (1, 2):
         ops = generate(seed, flag, 80)
         proc = subprocess.Popen([sys.executable, "-m", "mpxtrace.randomwork", "--seed", str(seed), "--flag", flag,
                                  "--count", "80", "--pause"], cwd=ROOT, stdin=subprocess.PIPE,
@@ -155,3 +156,15 @@ def test_lineage_keeps_the_actor_and_its_ancestors() -> None:
                                {"op": "fork", "a": 0, "child": 2}, {"op": "map", "a": 2, "i": 3},
                                {"op": "check", "n": 1}, {"op": "exit", "a": 0}]
     assert [op.get("i") for op in lineage(ops, 3) if op["op"] == "map"] == [2, 4]
+
+
+def test_campaign_results_file_is_new_and_private(tmp_path: Path) -> None:
+    target = tmp_path / "results.json"
+    write_new(target, "{}")
+    assert target.read_text() == "{}" and target.stat().st_mode & 0o777 == 0o600
+    with pytest.raises(LabError, match="exists"):
+        write_new(target, "{}")
+    (tmp_path / "link").symlink_to(tmp_path / "elsewhere")
+    with pytest.raises(LabError):
+        write_new(tmp_path / "link", "{}")
+    assert not (tmp_path / "elsewhere").exists()

@@ -188,6 +188,16 @@ def describe(job: Dict[str, Any]) -> str:
     return f"FAILED {','.join(kinds)} {extra}{detail}"
 
 
+def write_new(path: Path, text: str) -> None:
+    """Create path 0600, never over an existing file nor through a symlink."""
+    try:
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC, 0o600)
+    except FileExistsError:
+        raise LabError(f"{path} exists: give --json a new file name") from None
+    with os.fdopen(fd, "w") as fh:
+        fh.write(text)
+
+
 def main(argv: Optional[List[str]] = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m mpxtrace.lab.campaign", description=__doc__)
     parser.add_argument("--kernel", "-k", required=True, help="lab kernel: 5.10, 6.1, 6.12, 7.2")
@@ -204,6 +214,8 @@ def main(argv: Optional[List[str]] = None) -> int:
     parser.add_argument("--project", type=Path, default=Path.cwd(), help="project tree (default: cwd)")
     parser.add_argument("--json", type=Path, help="write every seed's result here (new file)")
     args = parser.parse_args(argv)
+    if args.json is not None and os.path.lexists(args.json):
+        parser.error(f"--json {args.json} exists: give a new file name")
     flags = [args.flag] if args.flag else list(FLAGS)
     seeds = args.seed or [int.from_bytes(os.urandom(4), "big") >> 1 for _ in range(args.seeds)]
     jobs = [{"flag": flag, "seed": seed} for seed in seeds for flag in flags]
@@ -220,8 +232,7 @@ def main(argv: Optional[List[str]] = None) -> int:
                 if failure_kinds(job):
                     failing.append(job)
         if args.json is not None:
-            with open(args.json, "x") as fh:
-                json.dump({"kernel": args.kernel, "count": args.count, "jobs": results}, fh)
+            write_new(args.json, json.dumps({"kernel": args.kernel, "count": args.count, "jobs": results}))
         print(f"\n{len(results) - len(failing)} of {len(results)} runs passed on {args.kernel}"
               + (f"; failing: {[(j['flag'], j['seed']) for j in failing]}" if failing else ""), flush=True)
         for job in failing[:args.shrink]:
