@@ -60,7 +60,8 @@ class _Child:
         self.peak_rss_kib: Optional[int] = None
 
     def stderr(self) -> str:
-        self._err.flush()
+        if not self._err.closed:
+            self._err.flush()
         return self._err_path.read_text(errors="replace")
 
     def rss_kib(self) -> Optional[int]:

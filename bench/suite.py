@@ -109,6 +109,12 @@ def host(quick: bool) -> Dict[str, Any]:
         return dict(json.loads(path.read_text()))
 
 
+def _write(path: Path, results: Dict[str, Any]) -> None:
+    tmp = path.with_name(path.name + ".tmp")
+    tmp.write_text(json.dumps(results, indent=1) + "\n")
+    os.replace(tmp, path)
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--kernels", default=",".join(KERNELS), help="comma-separated lab kernels")
@@ -126,15 +132,16 @@ def main() -> int:
     results: Dict[str, Any] = {"suite": "mpxtrace-bench", "date": now.isoformat(timespec="seconds"),
                                "quick": args.quick, "machine": machine(), "mpxtrace": mpxtrace.__version__,
                                "git": _git(), "load_at_start": load_sample(), "lab": {}}
+    out_path.parent.mkdir(parents=True, exist_ok=True)
     for kernel in kernels:
         print(f"lab {kernel}: booting (one boot runs every lab figure)", flush=True)
         results["lab"][kernel] = lab(kernel, args.quick)
+        _write(out_path, results)  # an interrupted run keeps the kernels it finished
     if not args.no_host:
         print("host: bench/frontend.py", flush=True)
         results["host"] = host(args.quick)
     results["load_at_end"] = load_sample()
-    out_path.parent.mkdir(parents=True, exist_ok=True)
-    out_path.write_text(json.dumps(results, indent=1) + "\n")
+    _write(out_path, results)
     print_table(results)
     print(f"written {out_path}")
     return 0
