@@ -163,7 +163,7 @@ def have(tool: str) -> bool:
 def tool_version(argv: List[str]) -> Optional[str]:
     try:
         out = subprocess.run(argv, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, universal_newlines=True,
-                             timeout=30).stdout
+                             timeout=30, cwd="/tmp").stdout  # stress-ng 0.12 wants a writable cwd
     except (OSError, subprocess.TimeoutExpired):
         return None
     return out.strip().splitlines()[0] if out.strip() else None

@@ -55,6 +55,9 @@ def load_rows(results: Dict[str, Any]) -> List[str]:
         guest = lab.get("guest") or {}
         start = guest.get("startup", {})
         mpx, peer = start.get("mpx-auto", {}).get("median_s"), start.get("bpftrace-fentry", {}).get("median_s")
+        peer_note = ""
+        if peer is None and "bpftrace-kprobe" in start:  # e.g. bpftrace 0.11 on 5.10 has no kfunc there
+            peer, peer_note = start["bpftrace-kprobe"]["median_s"], " (kprobe)"
         drain = guest.get("drain", {})
         stress = guest.get("stress", {})
         cells = []
@@ -62,7 +65,7 @@ def load_rows(results: Dict[str, Any]) -> List[str]:
             s = stress.get(flag) or {}
             cells.append(f"{_n(s.get('events_applied'))} / {_n(s.get('lost_events'))}" if s else "–")
         peaks = [stress[f]["peak_rss_mib"] for f in ("VM_NORESERVE", "VM_LOCKED") if stress.get(f)]
-        rows.append(f"| {kernel} | {_n(mpx, '{:.1f}')} / {_n(peer, '{:.1f}')} | {_n(drain.get('events_per_s'))} "
+        rows.append(f"| {kernel} | {_n(mpx, '{:.1f}')} / {_n(peer, '{:.1f}')}{peer_note} | {_n(drain.get('events_per_s'))} "
                     f"| {cells[0]} | {cells[1]} | {_n(max(peaks) if peaks else None)} |")
     return rows
 
@@ -70,7 +73,7 @@ def load_rows(results: Dict[str, Any]) -> List[str]:
 def markdown(results: Dict[str, Any]) -> str:
     m = results.get("machine", {})
     loads = [lab.get("load_before", {}) for lab in results.get("lab", {}).values()]
-    busiest = max((l.get("qemu_guests", 0) for l in loads), default=0)
+    busiest = max((l.get("qemu_guests") or 0 for l in loads), default=0)
     head = (f"{results.get('date')} on {m.get('cpu')} ({m.get('cpus')} CPUs, QEMU {m.get('accel', 'tcg').upper()}); "
             f"host load average {results.get('load_at_start', {}).get('loadavg', ['?'])[0]:.1f} at start, "
             f"up to {busiest} QEMU guests running (ours included); mpxtrace {results.get('mpxtrace')} "
