@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: GPL-2.0-only
 /* mpxtrace kernel program (BCC C): follow every VMA whose vm_flags carry TRACK_MASK.
  *
  * Built by mpxtrace/program.py, which probes the running kernel and passes:
@@ -597,12 +598,14 @@ static __always_inline int on_new_task(void *ctx, u64 task)
 	/* vfork/CLONE_VM children run in their parent's address space: it stays the parent's */
 	if (!mm || mm == current_mm() || !is_tracked(mm))
 		return 0;
-	struct mpxtrace_event e = {};
-	e.ts_ns = bpf_ktime_get_ns();
-	e.kind = EV_TASK;
-	e.mm = mm;
-	e.tgid = tgid;
-	e.tid = pid;
+	/* not emit(): the event names the new task, not the current one */
+	struct mpxtrace_event e = {
+		.ts_ns = bpf_ktime_get_ns(),
+		.mm = mm,
+		.tgid = tgid,
+		.tid = pid,
+		.kind = EV_TASK,
+	};
 	bpf_probe_read(&e.comm, sizeof(e.comm), (void *)(task + OFF_TASK_COMM));
 	submit(ctx, &e);
 	return 0;
@@ -640,18 +643,36 @@ TRACEPOINT_PROBE(syscalls, sys_exit_mremap)
 #define KARG_(n) PT_REGS_PARM##n(ctx)
 #define KARG(n) KARG_(n)
 
-int kp_mmap_region(struct pt_regs *ctx) { return on_mmap_enter(KARG(ARG_MMAP_ADDR), KARG(ARG_MMAP_LEN), KARG(ARG_MMAP_FLAGS)); }
+int kp_mmap_region(struct pt_regs *ctx)
+{
+	return on_mmap_enter(KARG(ARG_MMAP_ADDR), KARG(ARG_MMAP_LEN), KARG(ARG_MMAP_FLAGS));
+}
 int kr_mmap_region(struct pt_regs *ctx) { return on_mmap_exit(ctx, PT_REGS_RC(ctx)); }
 int kp_final_vma(struct pt_regs *ctx) { return on_final_vma(ctx, KARG(ARG_FINAL_VMA)); }
 #ifdef HOOK_VMA_MERGE
-int kp_vma_merge(struct pt_regs *ctx) { return on_merge_enter(KARG(ARG_MERGE_MM), KARG(ARG_MERGE_START), KARG(ARG_MERGE_END), KARG(ARG_MERGE_FLAGS)); }
+int kp_vma_merge(struct pt_regs *ctx)
+{
+	return on_merge_enter(KARG(ARG_MERGE_MM),
+		KARG(ARG_MERGE_START),
+		KARG(ARG_MERGE_END),
+		KARG(ARG_MERGE_FLAGS));
+}
 #endif
 int kr_merge(struct pt_regs *ctx) { return on_merge_exit(ctx, PT_REGS_RC(ctx)); }
 #ifdef HOOK_VMG
 int kp_vmg(struct pt_regs *ctx) { return on_vmg_enter(KARG(1)); }
 #endif
-int kp_split(struct pt_regs *ctx) { return on_split(ctx, KARG(ARG_SPLIT_VMA), KARG(ARG_SPLIT_ADDR)); }
-int kp_copy_vma(struct pt_regs *ctx) { return on_copy_enter(KARG(ARG_COPY_VMAP), KARG(ARG_COPY_ADDR), KARG(ARG_COPY_LEN), KARG(ARG_COPY_PGOFF)); }
+int kp_split(struct pt_regs *ctx)
+{
+	return on_split(ctx, KARG(ARG_SPLIT_VMA), KARG(ARG_SPLIT_ADDR));
+}
+int kp_copy_vma(struct pt_regs *ctx)
+{
+	return on_copy_enter(KARG(ARG_COPY_VMAP),
+		KARG(ARG_COPY_ADDR),
+		KARG(ARG_COPY_LEN),
+		KARG(ARG_COPY_PGOFF));
+}
 int kr_copy_vma(struct pt_regs *ctx) { return on_copy_exit(ctx, PT_REGS_RC(ctx)); }
 int kp_free(struct pt_regs *ctx) { return on_free(ctx, KARG(1)); }
 int kp_exit_mmap(struct pt_regs *ctx) { return on_exit_mmap_enter(KARG(1)); }
@@ -677,7 +698,10 @@ int kp_seed_mm(struct pt_regs *ctx) { return on_task_statm(KARG(ARG_SEED_MM)); }
 #define FARG(n) FARG_(n)
 
 #ifdef FENTRY_mmap_region
-KFUNC_PROBE(mmap_region, FARGS(NARGS_mmap_region)) { return on_mmap_enter(FARG(ARG_MMAP_ADDR), FARG(ARG_MMAP_LEN), FARG(ARG_MMAP_FLAGS)); }
+KFUNC_PROBE(mmap_region, FARGS(NARGS_mmap_region))
+{
+	return on_mmap_enter(FARG(ARG_MMAP_ADDR), FARG(ARG_MMAP_LEN), FARG(ARG_MMAP_FLAGS));
+}
 KRETFUNC_PROBE(mmap_region, FARGS(NARGS_mmap_region), long ret)
 {
 	/* fexit sees the arguments: an unflagged mapping pushed no frame, so skip the lookup */
@@ -687,24 +711,45 @@ KRETFUNC_PROBE(mmap_region, FARGS(NARGS_mmap_region), long ret)
 }
 #endif
 #ifdef FENTRY_perf_event_mmap
-KFUNC_PROBE(perf_event_mmap, FARGS(NARGS_perf_event_mmap)) { return on_final_vma(ctx, FARG(ARG_FINAL_VMA)); }
+KFUNC_PROBE(perf_event_mmap, FARGS(NARGS_perf_event_mmap))
+{
+	return on_final_vma(ctx, FARG(ARG_FINAL_VMA));
+}
 #endif
 #ifdef FENTRY_vma_merge_new_range
 KFUNC_PROBE(vma_merge_new_range, FARGS(NARGS_vma_merge_new_range)) { return on_vmg_enter(a1); }
-KRETFUNC_PROBE(vma_merge_new_range, FARGS(NARGS_vma_merge_new_range), long ret) { return on_merge_exit(ctx, (u64)ret); }
+KRETFUNC_PROBE(vma_merge_new_range, FARGS(NARGS_vma_merge_new_range), long ret)
+{
+	return on_merge_exit(ctx, (u64)ret);
+}
 #endif
 #ifdef FENTRY_vma_modify
 KFUNC_PROBE(vma_modify, FARGS(NARGS_vma_modify)) { return on_vmg_enter(a1); }
-KRETFUNC_PROBE(vma_modify, FARGS(NARGS_vma_modify), long ret) { return on_merge_exit(ctx, (u64)ret); }
+KRETFUNC_PROBE(vma_modify, FARGS(NARGS_vma_modify), long ret)
+{
+	return on_merge_exit(ctx, (u64)ret);
+}
 #endif
 #ifdef FENTRY___split_vma
-KFUNC_PROBE(__split_vma, FARGS(NARGS___split_vma)) { return on_split(ctx, FARG(ARG_SPLIT_VMA), FARG(ARG_SPLIT_ADDR)); }
+KFUNC_PROBE(__split_vma, FARGS(NARGS___split_vma))
+{
+	return on_split(ctx, FARG(ARG_SPLIT_VMA), FARG(ARG_SPLIT_ADDR));
+}
 #endif
 #ifdef FENTRY_split_vma
-KFUNC_PROBE(split_vma, FARGS(NARGS_split_vma)) { return on_split(ctx, FARG(ARG_SPLIT_VMA), FARG(ARG_SPLIT_ADDR)); }
+KFUNC_PROBE(split_vma, FARGS(NARGS_split_vma))
+{
+	return on_split(ctx, FARG(ARG_SPLIT_VMA), FARG(ARG_SPLIT_ADDR));
+}
 #endif
 #ifdef FENTRY_copy_vma
-KFUNC_PROBE(copy_vma, FARGS(NARGS_copy_vma)) { return on_copy_enter(FARG(ARG_COPY_VMAP), FARG(ARG_COPY_ADDR), FARG(ARG_COPY_LEN), FARG(ARG_COPY_PGOFF)); }
+KFUNC_PROBE(copy_vma, FARGS(NARGS_copy_vma))
+{
+	return on_copy_enter(FARG(ARG_COPY_VMAP),
+		FARG(ARG_COPY_ADDR),
+		FARG(ARG_COPY_LEN),
+		FARG(ARG_COPY_PGOFF));
+}
 KRETFUNC_PROBE(copy_vma, FARGS(NARGS_copy_vma), long ret) { return on_copy_exit(ctx, (u64)ret); }
 #endif
 #ifdef FENTRY_vm_area_free
@@ -712,13 +757,22 @@ KFUNC_PROBE(vm_area_free, FARGS(NARGS_vm_area_free)) { return on_free(ctx, a1); 
 #endif
 #ifdef FENTRY_exit_mmap
 KFUNC_PROBE(exit_mmap, FARGS(NARGS_exit_mmap)) { return on_exit_mmap_enter(a1); }
-KRETFUNC_PROBE(exit_mmap, FARGS(NARGS_exit_mmap)) { return on_exit_mmap_exit(ctx); } /* void: no ret */
+KRETFUNC_PROBE(exit_mmap, FARGS(NARGS_exit_mmap)) /* void: no ret */
+{
+	return on_exit_mmap_exit(ctx);
+}
 #endif
 #ifdef FENTRY_dup_userfaultfd
-KFUNC_PROBE(dup_userfaultfd, FARGS(NARGS_dup_userfaultfd)) { return on_fork_vma(ctx, FARG(ARG_FORK_VMA)); }
+KFUNC_PROBE(dup_userfaultfd, FARGS(NARGS_dup_userfaultfd))
+{
+	return on_fork_vma(ctx, FARG(ARG_FORK_VMA));
+}
 #endif
 #ifdef FENTRY_anon_vma_fork
-KFUNC_PROBE(anon_vma_fork, FARGS(NARGS_anon_vma_fork)) { return on_fork_vma(ctx, FARG(ARG_FORK_VMA)); }
+KFUNC_PROBE(anon_vma_fork, FARGS(NARGS_anon_vma_fork))
+{
+	return on_fork_vma(ctx, FARG(ARG_FORK_VMA));
+}
 #endif
 #ifdef FENTRY_task_statm
 KFUNC_PROBE(task_statm, FARGS(NARGS_task_statm)) { return on_task_statm(FARG(ARG_SEED_MM)); }

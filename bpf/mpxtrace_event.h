@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: GPL-2.0-only */
 /* Event layout shared by the kernel program (mpxtrace.bpf.c) and the front end
  * (mpxtrace/events.py mirrors it with ctypes; tests/test_event_layout.py compiles this
  * header and checks both agree).  Fixed-width fields only, so the layout does not depend
