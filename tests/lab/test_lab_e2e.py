@@ -6,14 +6,12 @@ attach mode and buffer the kernel offers; the assertions here read its JSON repo
 from __future__ import annotations
 
 import json
-from pathlib import Path
 from typing import Any, Dict, List
 
 import pytest
 
-from mpxtrace.lab import run_in_guest
+from guestreport import ROOT, guest_json
 
-ROOT = Path(__file__).resolve().parents[2]
 MARK = "=====MPXTRACE-E2E-JSON====="
 KERNELS = ["5.10", "6.1", "6.12", "7.2"]
 
@@ -38,12 +36,8 @@ _reports: Dict[str, Dict[str, Any]] = {}
 def guest_report(kernel: str, tmp_path_factory: pytest.TempPathFactory) -> Dict[str, Any]:
     if kernel not in _reports:
         out = tmp_path_factory.mktemp(f"e2e-{kernel}")
-        result = run_in_guest(kernel, ["python3", "tests/lab/e2e_guest.py", json.dumps(MODES)], project_dir=ROOT,
-                              timeout=1500, out_dir=out)
-        parts = result.output.split(MARK)
-        assert len(parts) >= 3, (f"no report from the {kernel} guest (exit {result.exit_code}, {result.error}); "
-                                 f"console: {result.console_log}\n{result.output[-3000:]}")
-        _reports[kernel] = json.loads(parts[1])
+        report, result = guest_json(kernel, ["python3", "tests/lab/e2e_guest.py", json.dumps(MODES)], MARK, out, 1500)
+        _reports[kernel] = report
         _reports[kernel]["_console"] = str(result.console_log)
     return _reports[kernel]
 

@@ -11,15 +11,13 @@ from __future__ import annotations
 
 import json
 import os
-from pathlib import Path
 from typing import Any, Dict, List, Set
 
 import pytest
 
-from mpxtrace.lab import run_in_guest
+from guestreport import guest_json
 from mpxtrace.randomops import COVERAGE, FLAGS, generate, ops_digest
 
-ROOT = Path(__file__).resolve().parents[2]
 MARK = "=====MPXTRACE-RANDOM-JSON====="
 KERNELS = ["5.10", "6.1", "6.12", "7.2"]
 SEEDS_PER_FLAG = 2
@@ -54,12 +52,8 @@ def guest_report(kernel: str, tmp_path_factory: pytest.TempPathFactory) -> Dict[
         spec = {"count": COUNT, "parallel": PARALLEL,
                 "jobs": [{"flag": flag, "seed": seed} for flag in FLAGS for seed in SEEDS[flag]]}
         out = tmp_path_factory.mktemp(f"random-{kernel}")
-        result = run_in_guest(kernel, ["python3", "tests/lab/random_guest.py", json.dumps(spec)], project_dir=ROOT,
-                              timeout=900, out_dir=out)
-        parts = result.output.split(MARK)
-        assert len(parts) >= 3, (f"no report from the {kernel} guest (exit {result.exit_code}, {result.error}); "
-                                 f"seeds {SEEDS}; console: {result.console_log}\n{result.output[-3000:]}")
-        report = json.loads(parts[1])
+        report, result = guest_json(kernel, ["python3", "tests/lab/random_guest.py", json.dumps(spec)], MARK, out, 900,
+                               f"seeds {SEEDS}; ")
         report["_console"] = str(result.console_log)
         report["_seconds"] = result.seconds
         print(f"{kernel}: guest run {result.seconds:.0f} s; tracer start "

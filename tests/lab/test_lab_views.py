@@ -12,9 +12,8 @@ from typing import Any, Dict, List, Tuple
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
-from mpxtrace.lab import run_in_guest
+from guestreport import ROOT, guest_json
 
-ROOT = Path(__file__).resolve().parents[2]
 MARK = "=====MPXTRACE-VIEWS-JSON====="
 KERNELS = ["5.10", "6.1", "6.12", "7.2"]
 PAGE = 4096
@@ -25,12 +24,8 @@ _runs: Dict[str, Tuple[Dict[str, Any], Path]] = {}
 def guest_run(kernel: str, tmp_path_factory: pytest.TempPathFactory) -> Tuple[Dict[str, Any], Path]:
     if kernel not in _runs:
         out = tmp_path_factory.mktemp(f"views-{kernel}")
-        result = run_in_guest(kernel, ["python3", "tests/lab/views_guest.py"], project_dir=ROOT, timeout=1200,
-                              out_dir=out)
-        parts = result.output.split(MARK)
-        assert len(parts) >= 3, (f"no report from the {kernel} guest (exit {result.exit_code}, {result.error}); "
-                                 f"console: {result.console_log}\n{result.output[-3000:]}")
-        _runs[kernel] = (json.loads(parts[1]), out)
+        report, _ = guest_json(kernel, ["python3", "tests/lab/views_guest.py"], MARK, out, 1200)
+        _runs[kernel] = (report, out)
     return _runs[kernel]
 
 
