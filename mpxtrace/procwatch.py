@@ -15,6 +15,7 @@ from typing import Any, Iterable, Optional, Set
 __all__ = ["ExitWatcher"]
 
 SWEEP_SECONDS = 1.0
+MAX_BATCHES = 8  # connector reads per poll
 
 
 def _alive(pid: int) -> bool:
@@ -55,12 +56,19 @@ class ExitWatcher:
             self._suspects |= self.watched - self.gone
             self._last_sweep = now
         if self._sock is not None:
+            # A bounded read: under a fork/exit storm the socket never runs dry, and reading it
+            # to the end would starve the event stream the trace loop must drain.
             try:
-                while select.select([self._sock], [], [], 0)[0]:
+                for _ in range(MAX_BATCHES):
+                    if not select.select([self._sock], [], [], 0)[0]:
+                        break
                     for msg in self._sock.get():
                         if msg.get("event") == "PROC_EVENT_EXIT" and msg.get("process_tgid") in self.watched:
                             self._suspects.add(int(msg.get("process_tgid")))
-            except OSError:  # ENOBUFS: events were lost; the next sweep covers them
+                else:
+                    self._last_sweep = 0.0  # messages left unread: the next sweep covers them
+            except Exception:  # noqa: BLE001 - ENOBUFS (messages lost) or a message pyroute2
+                # cannot parse (struct.error, seen under stress-ng): /proc answers instead
                 self._last_sweep = 0.0
         # an exit announcement can come before the last thread is gone: keep asking until it is
         newly = {pid for pid in self._suspects if pid not in self.gone and not _alive(pid)}

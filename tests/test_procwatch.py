@@ -74,3 +74,31 @@ def test_unreaped_zombie_counts_as_gone() -> None:
     finally:
         child.wait()
         watcher.close()
+
+
+def test_a_connector_that_never_runs_dry_does_not_hold_the_trace_loop(monkeypatch) -> None:  # type: ignore[no-untyped-def]
+    import select as select_module
+    from mpxtrace import procwatch
+
+    class Endless:
+        reads = 0
+
+        def get(self) -> list:  # type: ignore[type-arg]
+            Endless.reads += 1
+            return [{"event": "PROC_EVENT_FORK"}]
+
+    class Broken:
+        def get(self) -> list:  # type: ignore[type-arg]
+            import struct
+            raise struct.error("unpack requires a buffer of 4 bytes")
+
+    monkeypatch.setattr(select_module, "select", lambda r, w, x, t: (r, [], []))
+    watcher = procwatch.ExitWatcher([])
+    watcher.close()
+    watcher._sock = Endless()
+    assert watcher.poll() == set()
+    assert Endless.reads == procwatch.MAX_BATCHES and watcher._last_sweep == 0.0
+    watcher._sock = Broken()
+    watcher._last_sweep = 5.0
+    assert watcher.poll() == set() and watcher._last_sweep == 0.0
+    watcher._sock = None
