@@ -328,25 +328,10 @@ class Model:
         """mremap grew the VMA that ends at `start` in place to end at `end`: when that VMA
         carries the flag, so does the growth.  A kernel that reported the growth as a merge
         already (6.12+: vma_merge_extend) leaves nothing to do."""
-        below = space.vmas.overlapping(start - 1, start)
-        if not below or space.vmas.gaps(start, end) == []:
+        below = space.vmas.containing(start - 1)
+        if below is None or space.vmas.gaps(start, end) == []:
             return
-        vma_start = self._vma_start(space, start)
-        self._sync(space, vma_start, end, below[0][2], ts)
-
-    @staticmethod
-    def _vma_start(space: AddressSpace, end: int) -> int:
-        """Start of the VMA that ends at `end` (overlapping() clips to its window, so widen
-        the window until the VMA starts inside it)."""
-        window = 1 << 12
-        while True:
-            lo = max(0, end - window)
-            found = space.vmas.overlapping(lo, end)
-            if not found:
-                return end
-            if found[-1][0] > lo or lo == 0:
-                return found[-1][0]
-            window <<= 1
+        self._sync(space, below[0], end, below[2], ts)
 
     def _sync(self, space: AddressSpace, start: int, end: int, flags: int, ts: int) -> None:
         """The kernel states one VMA spans exactly [start, end) with `flags` now (it grew in

@@ -18,7 +18,7 @@ from __future__ import annotations
 from array import array
 from bisect import bisect_left, bisect_right
 from itertools import chain
-from typing import Any, Generic, Iterable, Iterator, List, MutableSequence, Tuple, TypeVar
+from typing import Any, Generic, Iterable, Iterator, List, MutableSequence, Optional, Tuple, TypeVar
 
 __all__ = ["RangeMap", "Piece"]
 
@@ -66,6 +66,13 @@ class RangeMap(Generic[V]):
         if i + 1 < len(starts):
             return c, i + 1
         return c + 1, 0
+
+    def containing(self, addr: int) -> Optional[Tuple[int, int, V]]:
+        """The whole range holding `addr` (not clipped), or None."""
+        c, i = self._first_ending_after(addr)
+        if c < len(self._starts) and self._starts[c][i] <= addr:
+            return self._starts[c][i], self._ends[c][i], self._values[c][i]
+        return None
 
     def overlapping(self, start: int, end: int) -> List[Tuple[int, int, V]]:
         """Ranges meeting [start, end), clipped to it."""

@@ -8,7 +8,7 @@ in, so the switch to plain lists is covered too.
 from __future__ import annotations
 
 import random
-from typing import Any, List, Tuple
+from typing import Any, List, Optional, Tuple
 from unittest import mock
 
 import pytest
@@ -60,6 +60,9 @@ class Reference:
                 self._set([r for r in self.ranges if r[0] != s] + [(s, addr, v), (addr, e, v)])
                 return True
         return False
+
+    def containing(self, addr: int) -> Optional[Range]:
+        return next(((s, e, v) for s, e, v in self.ranges if s <= addr < e), None)
 
     def overlapping(self, start: int, end: int) -> List[Range]:
         return [(max(s, start), min(e, end), v) for s, e, v in self.ranges if s < end and start < e]
@@ -139,6 +142,7 @@ class RangeMapMachine(RuleBasedStateMachine):
         lo, hi = self._addr(start), self._addr(start + length)
         assert self.real.overlapping(lo, hi) == self.ref.overlapping(lo, hi)
         assert self.real.gaps(lo, hi) == self.ref.gaps(lo, hi)
+        assert self.real.containing(lo) == self.ref.containing(lo)
 
     @invariant()
     def same_contents(self) -> None:
