@@ -56,8 +56,12 @@ class Lab:
     count: int
     parallel: int = 2
     echo: bool = True
+    keep: Optional[Path] = None  # each boot's /mnt/out (tracer logs, stderr) is copied under it
+    boots: int = 0
 
     def run(self, jobs: List[Job], fresh_tracer: bool = False) -> Dict[str, Any]:
+        self.boots += 1
+        out_dir = self.keep / f"boot-{self.boots:03d}" if self.keep is not None else None
         with tempfile.TemporaryDirectory(prefix="mpxtrace-campaign-") as tmp:
             tree = Path(tmp) / "project"
             shutil.copytree(self.project, tree, symlinks=True, ignore=shutil.ignore_patterns(*PROJECT_EXCLUDES))
@@ -65,7 +69,7 @@ class Lab:
             (tree / JOBS_FILE).write_text(json.dumps(spec))
             started = time.monotonic()
             result = run_in_guest(self.kernel, ["python3", GUEST_SCRIPT, "@" + JOBS_FILE], project_dir=tree,
-                                  timeout=300 + 90 * len(jobs))
+                                  timeout=300 + 90 * len(jobs), out_dir=out_dir)
         parts = result.output.split(MARK)
         if len(parts) < 3:
             raise LabError(f"no report from the {self.kernel} guest (exit {result.exit_code}, {result.error}); "
@@ -213,24 +217,32 @@ def main(argv: Optional[List[str]] = None) -> int:
                         help="shrink the first N failing seeds (default 1; 0: none)")
     parser.add_argument("--project", type=Path, default=Path.cwd(), help="project tree (default: cwd)")
     parser.add_argument("--json", type=Path, help="write every seed's result here (new file)")
+    parser.add_argument("--keep", type=Path, metavar="DIR", help="keep the tracer logs of boots with a failing run "
+                        "under DIR/boot-NNN (new directory)")
     args = parser.parse_args(argv)
+    if args.keep is not None and os.path.lexists(args.keep):
+        parser.error(f"--keep {args.keep} exists: give a new directory name")
     if args.json is not None and os.path.lexists(args.json):
         parser.error(f"--json {args.json} exists: give a new file name")
     flags = [args.flag] if args.flag else list(FLAGS)
     seeds = args.seed or [int.from_bytes(os.urandom(4), "big") >> 1 for _ in range(args.seeds)]
     jobs = [{"flag": flag, "seed": seed} for seed in seeds for flag in flags]
-    lab = Lab(args.kernel, args.project, args.count, args.parallel)
+    lab = Lab(args.kernel, args.project, args.count, args.parallel, keep=args.keep)
     print(f"campaign on {args.kernel}: {len(seeds)} seeds x {flags}, {args.count} operations each; seeds {seeds}",
           flush=True)
     results: List[Dict[str, Any]] = []
     failing: List[Dict[str, Any]] = []
     try:
         for i in range(0, len(jobs), args.batch):
+            batch_failed = False
             for job in report_jobs(lab.run(jobs[i:i + args.batch])):
                 results.append(job)
                 print(f"{job['flag']} seed {job['seed']}: {describe(job)}", flush=True)
                 if failure_kinds(job):
                     failing.append(job)
+                    batch_failed = True
+            if lab.keep is not None and not batch_failed:
+                shutil.rmtree(lab.keep / f"boot-{lab.boots:03d}", ignore_errors=True)
         if args.json is not None:
             write_new(args.json, json.dumps({"kernel": args.kernel, "count": args.count, "jobs": results}))
         print(f"\n{len(results) - len(failing)} of {len(results)} runs passed on {args.kernel}"

@@ -83,8 +83,8 @@ class TracerSession:
 
     def __init__(self, flag: str, tag: str) -> None:
         self.flag = flag
-        self.log = f"/tmp/random-{tag}.ndjson"
-        err_dir = "/mnt/out" if os.path.isdir("/mnt/out") else "/tmp"
+        err_dir = "/mnt/out" if os.path.isdir("/mnt/out") else "/tmp"  # kept on the host with --out
+        self.log = f"{err_dir}/random-{tag}.ndjson"
         self.err = open(f"{err_dir}/tracer-random-{tag}.stderr", "w")
         started = time.monotonic()
         self.proc = subprocess.Popen([sys.executable, "-m", "mpxtrace", "trace", "--flag", flag, "--json",
