@@ -8,7 +8,7 @@ Every figure comes with its baseline, measured in the same run (times are CPU se
   addresses (the kernel's usual order) against ascending ones, N = 100k and 200k;
 - memory: peak RSS per live VMA with 1,000,000 live one-page VMAs over 1,000 address spaces,
   for a Session (what `trace` and `report` run) and, to attribute it, for the two RangeMaps
-  per space alone and for the Allocation records alone (each in a fresh process);
+  per space alone and for the allocation store alone (each in a fresh process);
 - records/s through Session.apply against json-decoding the same records
   (the stream of bench/model_throughput.py);
 - `mpxtrace report` of a 1,000,000-event synthetic log against json.loads of its lines.
@@ -36,7 +36,7 @@ sys.path.insert(0, str(HERE.parent))
 sys.path.insert(0, str(HERE))
 from model_throughput import MASK, stream  # noqa: E402
 
-from mpxtrace.model import Allocation, Model  # noqa: E402
+from mpxtrace.model import Allocations, Model  # noqa: E402
 from mpxtrace.rangemap import RangeMap  # noqa: E402
 from mpxtrace.stats import Session  # noqa: E402
 
@@ -126,10 +126,10 @@ def _memory_child(case: str, vmas: int, spaces: int) -> Dict[str, Any]:
                 ident += 1
         live = sum(len(vm) for vm, _ in maps)
         keep = maps
-    elif case == "allocations":  # Model._allocs: one Allocation per live one-page mapping
-        allocs = {}
+    elif case == "allocations":  # Model._allocs: one allocation per live one-page mapping
+        allocs = Allocations()
         for ident in range(1, vmas + 1):
-            allocs[ident] = Allocation(ident, PAGE, 10**15 + ident, "mmap", PAGE)
+            allocs.new(ident, PAGE, 10**15 + ident, 0)
         live = len(allocs)
         keep = allocs
     else:
@@ -226,7 +226,7 @@ def main() -> None:
     m = results["memory"] = memory(1_000_000 // scale, 1_000 // scale)
     print(f"{m['live_vmas']:>9,} live VMAs over {m['address_spaces']} spaces, peak RSS per VMA: "
           f"Session {m['session']['bytes_per_vma']:.0f} B (RangeMaps alone {m['rangemaps']['bytes_per_vma']:.0f} B, "
-          f"Allocation records alone {m['allocations']['bytes_per_vma']:.0f} B)")
+          f"allocation store alone {m['allocations']['bytes_per_vma']:.0f} B)")
 
     t = results["throughput"] = throughput(200_000 // scale)
     print(f"{t['records']:>9,} records: Session.apply {t['session_apply_per_s']:,.0f}/s vs json decode "

@@ -32,7 +32,7 @@ def stream(n: int) -> List[Dict[str, Any]]:
         addrs = live.setdefault(mm, [])
         if addrs and rnd.random() < 0.45:
             a = addrs.pop(rnd.randrange(len(addrs)))
-            out.append(dict(base, kind="split", start=a, end=a + 8 * PAGE, flags=MASK, aux=a + 4 * PAGE))
+            out.append(dict(base, kind="split", start=a, end=a + 8 * PAGE, flags=MASK, at=a + 4 * PAGE))
             out.append(dict(base, kind="unmap", start=a, end=a + 4 * PAGE, flags=MASK))
             out.append(dict(base, kind="unmap", start=a + 4 * PAGE, end=a + 8 * PAGE, flags=MASK))
         else:

@@ -16,13 +16,15 @@
 enum mpxtrace_kind {
 	EV_MAP = 1,    /* mmap_region created [start,end) with vm_flags; ext = VMA it ended in */
 	EV_FLAGS = 2,  /* [start,end) now carries vm_flags (mprotect/mlock/madvise...); ext if merged */
-	EV_SPLIT = 3,  /* the VMA [start,end) was split at aux */
+	EV_SPLIT = 3,  /* the VMA [start,end) was split at aux (decoded as `at`) */
 	EV_UNMAP = 4,  /* the VMA [start,end) was destroyed (munmap, MAP_FIXED, exit, exec) */
-	EV_MOVE = 5,   /* mremap: [aux, aux2) moved to start (the new VMA is [start,end)); ext = VMA at the target */
-	EV_FORK = 6,   /* fork: child `mm` inherited [start,end); aux = parent mm */
+	EV_MOVE = 5,   /* mremap: [aux, aux2) (`old_start`, `old_end`) moved to start (the new VMA is
+			* [start,end)); ext = VMA at the target */
+	EV_FORK = 6,   /* fork: child `mm` inherited [start,end); aux = parent mm (`parent_mm`) */
 	EV_TASK = 7,   /* `mm` belongs to process tgid/comm (a new child) */
 	EV_MM_EXIT = 8,/* exit_mmap(mm) finished: the address space is gone */
-	EV_GROW = 9,   /* mremap grew the VMA ending at start in place: it now ends at end */
+	EV_GROW = 9,   /* mremap grew the VMA ending at start in place: it now ends at end;
+			* aux = where the range mremap() was given starts (`old_start`) */
 	EV_SYNC = 10,  /* the kernel says one VMA spans exactly [start,end) with vm_flags now
 			* (brk and stack growth: perf_event_mmap outside mmap_region) */
 };
@@ -39,7 +41,7 @@ struct mpxtrace_event {
 	__u64 vm_flags;
 	__u64 ext_start;  /* resulting VMA extent, 0/0 when unknown */
 	__u64 ext_end;
-	__u64 aux;
+	__u64 aux;        /* per kind (above); named per kind by the decoder (records.EVENT_KINDS) */
 	__u64 aux2;
 	__u32 tgid;
 	__u32 tid;

@@ -29,7 +29,7 @@ from .safefile import UnsafePath, create_private
 __all__ = ["LogWriter", "LogError", "LogReader", "open_log", "open_private", "MAX_LINE"]
 
 LOG_FORMAT = "mpxtrace-log"
-LOG_VERSION = 1
+LOG_VERSION = 2  # 2: per-kind names for aux/aux2 (records.NAMED_FIELDS_VERSION); 1 is still read
 MAX_LINE = 1 << 20  # bytes; a record is a few hundred (a header with its attach plan a few thousand)
 MAX_DAMAGED_KEPT = 100  # messages kept; all are counted
 _WRITE_CHUNK = 1 << 16
@@ -155,7 +155,7 @@ class LogReader:
 
     def records(self) -> Iterator[Record]:
         assert self._source is not None
-        checker = LogChecker()
+        checker = LogChecker(self.header["version"])
         try:
             for lineno, line, torn in _lines(self._source, 2):
                 self.lines = lineno

@@ -1,8 +1,9 @@
 """The event stream: the kernel's binary record, and the typed records the model consumes.
 
-``RawEvent`` mirrors ``bpf/mpxtrace_event.h`` byte for byte.  Every record the front end
-handles (kernel events, smaps seeds, lost-event notices, the end marker) is a JSON-able
-dict, so that a live run and a replayed log go through exactly the same code.
+``RawEvent`` mirrors ``bpf/mpxtrace_event.h`` byte for byte; its generic ``aux``/``aux2``
+words get the names their kind gives them (``records.EVENT_KINDS``) in the decoded record.
+Every record the front end handles (kernel events, smaps seeds, lost-event notices, the end
+marker) is a JSON-able dict, so that a live run and a replayed log go through exactly the same code.
 """
 from __future__ import annotations
 
@@ -10,7 +11,7 @@ import ctypes
 import enum
 from typing import Any, Dict
 
-from .records import kernel_text
+from .records import AUX_WORDS, EVENT_KINDS, kernel_text
 
 __all__ = ["Kind", "RawEvent", "COMM_LEN", "decode_raw", "Record", "CTX_OWNER", "COUNTERS"]
 
@@ -77,10 +78,8 @@ def decode_raw(raw: RawEvent) -> Record:
         rec["flags"] = raw.vm_flags
     if raw.ext_end > raw.ext_start:
         rec["ext"] = [raw.ext_start, raw.ext_end]
-    if kind in (Kind.SPLIT, Kind.MOVE, Kind.FORK, Kind.GROW):
-        rec["aux"] = raw.aux
-    if kind is Kind.MOVE:
-        rec["aux2"] = raw.aux2
-        if raw.ctx & CTX_DONTUNMAP:
-            rec["dontunmap"] = True
+    for word, name in zip(AUX_WORDS, EVENT_KINDS[rec["kind"]].aux_names):  # split's `at`, move's `old_start`...
+        rec[name] = getattr(raw, word)
+    if kind is Kind.MOVE and raw.ctx & CTX_DONTUNMAP:
+        rec["dontunmap"] = True
     return rec

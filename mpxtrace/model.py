@@ -236,12 +236,12 @@ class Model:
             else:
                 self._release(space, start, end, ts)
         elif kind == "split":
-            if space.vmas.split_at(int(rec["aux"])):
+            if space.vmas.split_at(int(rec["at"])):
                 space.splits += 1
         elif kind == "unmap":
             self._release(space, start, end, ts)
         elif kind == "move":
-            old = (int(rec["aux"]), int(rec["aux2"]))
+            old = (int(rec["old_start"]), int(rec["old_end"]))
             self._move(space, old[0], old[1], start, end, flags, ts, bool(rec.get("dontunmap")))
             if ext:
                 # the source is still mapped until move_vma unmaps it: a target next to it may merge with it

@@ -1,12 +1,14 @@
 """The record schema: one home for every record type mpxtrace writes or reads back.
 
 Log records (``--log``, replayed by ``report``): ``header``, ``seed``, ``event``, ``lost``,
-``proc_exit``, ``resident``, ``drift``, ``end``.  Output records (``--json``): ``attached``, ``interval``, ``snapshot``,
+``proc_exit``, ``resident``, ``drift``, ``resync``, ``end``.  Output records (``--json``): ``attached``, ``interval``, ``snapshot``,
 ``summary``, ``drift``, ``lost_events``, ``targets_exited``, ``log_stopped``.
 
 A log is input like any other: ``check_header``/``LogChecker`` validate each record read back
 (types, ranges, order) before it reaches the model, and say ``file:line: what is wrong``.
-Event kinds are a table (``EVENT_KINDS``): a new kind is one line there.
+Event kinds are a table (``EVENT_KINDS``): a new kind is one line there, naming what the
+kernel's generic ``aux``/``aux2`` words mean for it.  Version 1 logs wrote those words as
+they were; they are still read, renamed on the way in.
 
 Text from the kernel (process names, paths) is bytes; ``kernel_text`` turns it into a str
 that never fails to decode nor to print (undecodable bytes and control characters are
@@ -21,14 +23,15 @@ from dataclasses import dataclass
 from typing import Any, Callable, Dict, List, Mapping, Optional, Sequence, Tuple
 
 __all__ = ["RecordError", "EventKind", "EVENT_KINDS", "FIELD_CHECKS", "LOG_TYPES", "OUTPUT_TYPES",
-           "check_header", "check_record", "LogChecker", "kernel_text", "printable", "U64_MAX", "MAX_INTERVAL_NS"]
+           "check_header", "check_record", "LogChecker", "rename_version1_fields", "AUX_WORDS",
+           "NAMED_FIELDS_VERSION", "kernel_text", "printable", "U64_MAX", "MAX_INTERVAL_NS"]
 
 U64_MAX = (1 << 64) - 1
 U32_MAX = (1 << 32) - 1
 MAX_INTERVAL_NS = 366 * 86400 * 10**9  # a year: more is a typo, and keeps timeline arithmetic sane
 MAX_TEXT = 4096  # a comm is 15 bytes, a source name a word; anything longer is not ours
 
-LOG_TYPES = ("header", "seed", "event", "lost", "proc_exit", "resident", "drift", "end")
+LOG_TYPES = ("header", "seed", "event", "lost", "proc_exit", "resident", "drift", "resync", "end")
 OUTPUT_TYPES = ("attached", "interval", "snapshot", "summary", "drift", "lost_events", "targets_exited",
                 "log_stopped")
 
@@ -165,9 +168,12 @@ COUNT = _int_in(1, U64_MAX)
 # Every field a log record may carry, and what it must hold.
 FIELD_CHECKS: Dict[str, Check] = {
     "ts": U64, "mm": U64, "tgid": U32, "tid": U32, "owner": _is_bool, "comm": _is_text, "kind": _is_text,
-    "start": U64, "end": U64, "flags": U64, "aux": U64, "aux2": U64, "ext": _is_range_pair,
+    "start": U64, "end": U64, "flags": U64, "at": U64, "old_start": U64, "old_end": U64, "parent_mm": U64,
+    "ext": _is_range_pair,
     "old_len": U64, "dontunmap": _is_bool, "pid": PID, "source": _is_text, "count": COUNT,
     "vma": _is_range_pair, "expected": _one_of("absent", "present"), "seen": _one_of("absent", "present"),
+    # resync after lost events (mpxtrace/resync.py): in `within`, the process's flagged VMAs are `vmas`
+    "within": _is_range_pair, "vmas": _list_of(_is_range_pair, limit=1 << 16), "gone": _is_bool,
     # resident samples (mpxtrace/resident.py)
     "mem_total_bytes": U64, "flagged_resident_bytes": U64, "ram_share": _share, "processes_sampled": U32,
     "sample_ns": U64,
@@ -183,25 +189,33 @@ class EventKind:
 
     required: Tuple[str, ...] = ()
     optional: Tuple[str, ...] = ()
+    # what the kernel event's generic `aux`, `aux2` words mean for this kind: the names the
+    # decoder gives them, and that version 1 logs (which wrote `aux`, `aux2`) are read with
+    aux_names: Tuple[str, ...] = ()
 
     @property
     def has_range(self) -> bool:
         return "start" in self.required
 
 
+AUX_WORDS = ("aux", "aux2")  # the kernel event's generic words (mpxtrace_event.h); version 1 logs wrote them so
+NAMED_FIELDS_VERSION = 2  # the first log version that names them per kind (EventKind.aux_names)
 _RANGE = ("start", "end", "flags")
 EVENT_COMMON = ("ts", "mm", "tgid", "tid", "owner", "comm")
 # `ext` (the VMA the change ended in) may accompany any kind: the decoder adds it when the kernel set it.
 EVENT_KINDS: Dict[str, EventKind] = {
     "map": EventKind(_RANGE, ("ext",)),
     "flags": EventKind(_RANGE, ("ext",)),
-    "split": EventKind(_RANGE + ("aux",), ("ext",)),
+    "split": EventKind(_RANGE + ("at",), ("ext",), aux_names=("at",)),  # the new boundary
     "unmap": EventKind(_RANGE, ("ext",)),
-    "move": EventKind(_RANGE + ("aux", "aux2"), ("ext", "old_len", "dontunmap")),
-    "fork": EventKind(_RANGE + ("aux",), ("ext",)),
+    # [old_start, old_end): the bytes that moved to `start`
+    "move": EventKind(_RANGE + ("old_start", "old_end"), ("ext", "old_len", "dontunmap"),
+                      aux_names=("old_start", "old_end")),
+    "fork": EventKind(_RANGE + ("parent_mm",), ("ext",), aux_names=("parent_mm",)),
     "task": EventKind((), ("ext",)),
     "mm_exit": EventKind((), ("ext",)),
-    "grow": EventKind(_RANGE, ("ext", "aux")),
+    # old_start: where the range mremap() grew starts ([old_start, start) before, [old_start, end) after)
+    "grow": EventKind(_RANGE, ("ext", "old_start"), aux_names=("old_start",)),
     "sync": EventKind(_RANGE, ("ext",)),
 }
 
@@ -212,6 +226,7 @@ _OTHER_TYPES: Dict[str, Tuple[Tuple[str, ...], Tuple[str, ...]]] = {
     "proc_exit": (("ts", "pid"), ()),
     "end": (("ts",), ()),
     "drift": (("ts", "pid", "vma", "expected", "seen"), ()),  # --verify: the model and smaps disagree (verify.py)
+    "resync": (("ts", "pid", "within", "vmas"), ("comm", "mm", "gone")),
     "resident": (("ts", "mem_total_bytes", "flagged_resident_bytes", "ram_share", "processes_sampled", "sample_ns",
                   "processes"), ("source",)),
 }
@@ -243,19 +258,31 @@ def check_record(rec: Any) -> None:
         _fields(rec, f"{kind_name} event", EVENT_COMMON + kind.required, kind.optional)
         if kind.has_range:
             _nonempty(rec)
-        if kind_name == "move" and rec["aux2"] < rec["aux"]:
-            raise RecordError(f"move source [{rec['aux']:#x}, {rec['aux2']:#x}) is reversed")
+        if kind_name == "move" and rec["old_end"] < rec["old_start"]:
+            raise RecordError(f"move source [{rec['old_start']:#x}, {rec['old_end']:#x}) is reversed")
     elif rtype in _OTHER_TYPES:
         required, optional = _OTHER_TYPES[rtype]
         _fields(rec, f"{rtype} record", required, optional)
         if rtype == "seed":
             _nonempty(rec)
+        elif rtype == "resync":
+            _resync_ranges(rec)
     elif rtype == "header":
         raise RecordError("a second header (a log has exactly one, on line 1)")
     elif rtype in OUTPUT_TYPES:
         raise RecordError(f"a `{rtype}` record is --json output, not a log record (give report the --log file)")
     else:
         raise RecordError(f"unknown record type {rtype!r}")
+
+
+def _resync_ranges(rec: Mapping[str, Any]) -> None:
+    """A resync's VMAs are ascending, disjoint and inside its `within` range."""
+    cursor, (lo, hi) = rec["within"][0], rec["within"]
+    for start, end in rec["vmas"]:
+        if start < cursor or end > hi:
+            raise RecordError(f"resync VMA [{start:#x}, {end:#x}) overlaps the one before it or lies outside "
+                              f"[{lo:#x}, {hi:#x})")
+        cursor = end
 
 
 def _nonempty(rec: Mapping[str, Any]) -> None:
@@ -287,21 +314,53 @@ def check_header(rec: Any, log_format: str, max_version: int) -> None:
             raise RecordError(f"header `{name}` {problem}")
 
 
+def rename_version1_fields(rec: Any) -> None:
+    """A version 1 event record in today's names, in place: its generic `aux`, `aux2` take the
+    kind's names (split `at`; move `old_start`, `old_end`; fork `parent_mm`; grow `old_start`)."""
+    for word, name in _aux_names(rec):
+        if word in rec:
+            rec[name] = rec.pop(word)
+
+
+def _in_version1_words(problem: RecordError, rec: Any) -> RecordError:
+    """`problem` with the kind's names as a version 1 log spells them (`aux` (at) ...)."""
+    message = str(problem)
+    for word, name in _aux_names(rec):
+        message = message.replace(f"`{name}`", f"`{word}` ({name})")
+    return RecordError(message)
+
+
+def _aux_names(rec: Any) -> List[Tuple[str, str]]:
+    """(generic word, the kind's name) for each aux word of an event record of a known kind."""
+    kind_name = rec.get("kind") if isinstance(rec, dict) and rec.get("type") == "event" else None
+    kind = EVENT_KINDS.get(kind_name) if isinstance(kind_name, str) else None
+    return list(zip(AUX_WORDS, kind.aux_names)) if kind else []
+
+
 class LogChecker:
     """Checks records in log order: each record, and the order rules between them.
 
     Seeds (the smaps picture at start) come before anything the tracer applied later and
-    never overlap within one address space; nothing follows the end record.
+    never overlap within one address space; nothing follows the end record.  Records of a
+    version 1 log are first renamed to today's fields (``rename_version1_fields``).
     """
 
-    def __init__(self) -> None:
+    def __init__(self, log_version: int = NAMED_FIELDS_VERSION) -> None:
+        self.version1 = log_version < NAMED_FIELDS_VERSION
         self.ended = False
         self._seeding = True
         # per address space (mm, or pid when the seed had no mm): accepted seeds, sorted and disjoint
         self._seeded: Dict[Tuple[str, int], Tuple[List[int], List[int]]] = {}
 
     def check(self, rec: Any) -> None:
-        check_record(rec)
+        if self.version1:
+            rename_version1_fields(rec)
+            try:
+                check_record(rec)
+            except RecordError as problem:
+                raise _in_version1_words(problem, rec) from None
+        else:
+            check_record(rec)
         if self.ended:
             raise RecordError(f"a `{rec['type']}` record after the end record")
         if rec["type"] == "seed":

@@ -7,7 +7,7 @@ from dataclasses import dataclass, field
 from typing import Dict, List, Optional, Tuple
 
 from .events import Record
-from .model import AddressSpace, Allocation, Model
+from .model import AddressSpace, Model
 
 __all__ = ["Log2Histogram", "Stats", "Session", "SUMMARY_VERSION", "RESIDENT_RECORD"]
 
@@ -76,22 +76,23 @@ class Stats:
             bucket = self.timeline[key] = _Bucket()
         return bucket
 
-    def on_allocation(self, space: AddressSpace, alloc: Allocation, ts: int) -> None:
-        self.sizes.add(alloc.size)
-        self.window_sizes.add(alloc.size)
-        self.by_origin[alloc.origin] = self.by_origin.get(alloc.origin, 0) + 1
+    def on_allocation(self, space: AddressSpace, ident: int, size: int, origin: str, ts: int) -> None:
+        self.sizes.add(size)
+        self.window_sizes.add(size)
+        self.by_origin[origin] = self.by_origin.get(origin, 0) + 1
         bucket = self._bucket(ts)
         bucket.allocations += 1
-        bucket.allocated_bytes += alloc.size
+        bucket.allocated_bytes += size
 
-    def on_release(self, space: AddressSpace, alloc: Allocation, nbytes: int, ts: int) -> None:
+    def on_release(self, space: AddressSpace, ident: int, size: int, origin: str, born_ns: Optional[int],
+                   nbytes: int, remaining: int, ts: int) -> None:
         bucket = self._bucket(ts)
         bucket.freed_bytes += nbytes
-        if alloc.remaining == 0:
+        if remaining == 0:
             bucket.frees += 1
-            if alloc.born_ns is not None:
-                self.lifetimes.add(ts - alloc.born_ns)
-                self.window_lifetimes.add(ts - alloc.born_ns)
+            if born_ns is not None:
+                self.lifetimes.add(ts - born_ns)
+                self.window_lifetimes.add(ts - born_ns)
 
     def on_merge(self, space: AddressSpace, joined: int, ts: int) -> None:
         self.merges += joined

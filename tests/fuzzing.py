@@ -31,7 +31,7 @@ from helpers import MASK, PAGE, header  # noqa: E402
 from mpxtrace.cli import main  # noqa: E402
 from mpxtrace.eventlog import LogWriter  # noqa: E402
 from mpxtrace.events import RawEvent, decode_raw  # noqa: E402
-from mpxtrace.records import EVENT_KINDS, RecordError, check_record  # noqa: E402
+from mpxtrace.records import AUX_WORDS, EVENT_KINDS, RecordError, check_record  # noqa: E402
 from mpxtrace.stats import Session  # noqa: E402
 
 CASE_TIMEOUT_S = 10
@@ -56,28 +56,38 @@ def _event(rng: random.Random, kind: str, ts: int, mm: int, base: int) -> Dict[s
     if EVENT_KINDS[kind].has_range:
         rec.update(start=start, end=end, flags=rng.choice([MASK, MASK | 1, 1, 0]))
     if kind in ("split",):
-        rec["aux"] = rng.randrange(start, end + 1)
+        rec["at"] = rng.randrange(start, end + 1)
     if kind == "fork":
-        rec["aux"] = rng.choice([0x1000, 0x2000])
+        rec["parent_mm"] = rng.choice([0x1000, 0x2000])
     if kind == "move":
         old = base + rng.randrange(0, 64) * PAGE
-        rec.update(aux=old, aux2=old + rng.randrange(0, 16) * PAGE)
+        rec.update(old_start=old, old_end=old + rng.randrange(0, 16) * PAGE)
         if rng.random() < 0.3:
             rec["dontunmap"] = True
         if rng.random() < 0.3:
-            rec["old_len"] = rec["aux2"] - rec["aux"]
+            rec["old_len"] = rec["old_end"] - rec["old_start"]
     if kind == "grow" and rng.random() < 0.5:
-        rec["aux"] = start
+        rec["old_start"] = start
     if rng.random() < 0.3 and "start" in rec:
         lo = rec["start"] - rng.randrange(0, 4) * PAGE
         rec["ext"] = [lo, rec["end"] + rng.randrange(0, 4) * PAGE]
     return rec
 
 
+def _in_version1_words(rec: Dict[str, Any]) -> Dict[str, Any]:
+    """An event as a version 1 log wrote it: the kind's own fields under the generic aux, aux2."""
+    for word, name in zip(AUX_WORDS, EVENT_KINDS[rec["kind"]].aux_names):
+        if name in rec:
+            rec[word] = rec.pop(name)
+    return rec
+
+
 def valid_log(rng: random.Random, path: Path) -> None:
-    """A plausible log with every record type and event kind, written by LogWriter."""
+    """A plausible log with every record type and event kind, written by LogWriter (one in four
+    in the version 1 field names, which `report` still reads)."""
     w = LogWriter(path)
-    w.write(header(start_ns=1000, interval_ns=rng.choice([1, 1000, 10**9])))
+    version1 = rng.random() < 0.25
+    w.write(dict(header(start_ns=1000, interval_ns=rng.choice([1, 1000, 10**9])), **({"version": 1} if version1 else {})))
     ts = 1000
     base = 0x7F0000000000
     for i in range(rng.randrange(0, 4)):
@@ -102,7 +112,8 @@ def valid_log(rng: random.Random, path: Path) -> None:
             w.write({"type": "drift", "ts": ts, "pid": 100, "vma": [base, base + PAGE],
                      "expected": "present", "seen": "absent"})
         else:
-            w.write(_event(rng, rng.choice(kinds), ts, rng.choice([0x1000, 0x2000, 0x3000]), base))
+            rec = _event(rng, rng.choice(kinds), ts, rng.choice([0x1000, 0x2000, 0x3000]), base)
+            w.write(_in_version1_words(rec) if version1 else rec)
     if rng.random() < 0.9:
         w.write({"type": "end", "ts": ts + 1})
     w.close()

@@ -3,6 +3,8 @@ from __future__ import annotations
 
 from typing import Any, Dict, Optional, Tuple
 
+from mpxtrace.eventlog import LOG_VERSION
+
 MASK = 0x2000  # VM_LOCKED
 OTHER = 0x1  # a flag that only makes neighbours unmergeable
 PAGE = 4096
@@ -11,21 +13,19 @@ MM2 = 0xFFFF888000200000
 
 
 def ev(kind: str, ts: int, start: int = 0, end: int = 0, flags: int = MASK, *, mm: int = MM, tgid: int = 100,
-       owner: bool = True, comm: str = "work", ext: Optional[Tuple[int, int]] = None, aux: Optional[int] = None,
-       aux2: Optional[int] = None) -> Dict[str, Any]:
+       owner: bool = True, comm: str = "work", ext: Optional[Tuple[int, int]] = None,
+       **named: int) -> Dict[str, Any]:
+    """`named`: the kind's own fields (split `at`, move `old_start`/`old_end`, fork `parent_mm`...)."""
     rec: Dict[str, Any] = {"type": "event", "kind": kind, "ts": ts, "mm": mm, "tgid": tgid, "tid": tgid,
                            "owner": owner, "comm": comm}
     if kind not in ("task", "mm_exit"):
         rec.update(start=start, end=end, flags=flags)
     if ext:
         rec["ext"] = list(ext)
-    if aux is not None:
-        rec["aux"] = aux
-    if aux2 is not None:
-        rec["aux2"] = aux2
+    rec.update(named)
     return rec
 
 
 def header(start_ns: int = 0, interval_ns: int = 1_000_000_000, mask: int = MASK) -> Dict[str, Any]:
-    return {"type": "header", "format": "mpxtrace-log", "version": 1, "start_ns": start_ns,
+    return {"type": "header", "format": "mpxtrace-log", "version": LOG_VERSION, "start_ns": start_ns,
             "interval_ns": interval_ns, "mask": mask, "names": ["VM_LOCKED"], "mnemonics": ["lo"], "tracer_pid": 1}

@@ -64,7 +64,7 @@ class SimKernel:
         if s == addr:
             return
         if f & self.mask:
-            self._emit("split", mm, s, e, f, aux=addr)
+            self._emit("split", mm, s, e, f, at=addr)
         self.mms[mm][i:i + 1] = [[s, addr, f], [addr, e, f]]
 
     def _merge_at(self, mm: int, addr: int) -> Tuple[Tuple[int, int], bool]:
@@ -166,7 +166,7 @@ class SimKernel:
         self._insert(mm, target, target + length, flags)
         ext, _ = self._merge_at(mm, target)
         if flags & self.mask:
-            self._emit("move", mm, target, target + length, flags, aux=start, aux2=old_vma_end, ext=ext)
+            self._emit("move", mm, target, target + length, flags, old_start=start, old_end=old_vma_end, ext=ext)
         self._unmap(mm, start, end)
 
     def fork(self, mm: int) -> int:
@@ -174,7 +174,7 @@ class SimKernel:
         for s, e, f in self.mms[mm]:
             self.mms[child].append([s, e, f])
             if f & self.mask:
-                self._emit("fork", child, s, e, f, owner=False, aux=mm)
+                self._emit("fork", child, s, e, f, owner=False, parent_mm=mm)
         if child in self.tracked:
             self._emit("task", child, owner=False)
         return child

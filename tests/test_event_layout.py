@@ -45,5 +45,6 @@ def test_decode_raw_map_event() -> None:
 def test_decode_raw_move_and_truncated_comm() -> None:
     raw = RawEvent(kind=5, start=10, end=20, aux=1, aux2=9, comm=b"a" * COMM_LEN)
     rec = decode_raw(raw)
-    assert rec["kind"] == "move" and rec["aux"] == 1 and rec["aux2"] == 9 and "ext" not in rec
+    assert rec["kind"] == "move" and rec["old_start"] == 1 and rec["old_end"] == 9 and "ext" not in rec
+    assert "aux" not in rec and "aux2" not in rec
     assert rec["comm"] == "a" * COMM_LEN and rec["owner"] is False

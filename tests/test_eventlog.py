@@ -13,7 +13,8 @@ import pytest
 
 import mpxtrace.eventlog as eventlog
 from mpxtrace.eventlog import MAX_LINE, LogError, LogWriter, open_log
-from helpers import PAGE, ev, header
+from mpxtrace.records import AUX_WORDS, EVENT_KINDS, NAMED_FIELDS_VERSION
+from helpers import MM, MM2, PAGE, ev, header
 
 
 def _write(path: Path, records: list) -> None:
@@ -126,6 +127,37 @@ def test_a_bad_header_is_always_fatal(tmp_path: Path, bad_header: Dict[str, Any]
     with pytest.raises(LogError, match=problem.replace("`", ".")) as info:
         open_log(path)
     assert str(info.value).startswith(f"{path}:1: ")
+
+
+def _in_version1_words(rec: Dict[str, Any]) -> Dict[str, Any]:
+    named = EVENT_KINDS[rec["kind"]].aux_names
+    return {dict(zip(named, AUX_WORDS)).get(key, key): value for key, value in rec.items()}
+
+
+NAMED_EVENTS = [ev("map", 1, 0x10000, 0x14000), ev("split", 2, 0x10000, 0x14000, at=0x11000),
+                ev("move", 3, 0x40000, 0x41000, old_start=0x10000, old_end=0x11000),
+                ev("fork", 4, 0x11000, 0x14000, mm=MM2, owner=False, parent_mm=MM),
+                ev("grow", 5, 0x14000, 0x16000, flags=0, mm=MM2, old_start=0x11000)]
+
+
+def test_a_version1_log_is_read_in_todays_field_names(tmp_path: Path) -> None:
+    assert eventlog.LOG_VERSION >= NAMED_FIELDS_VERSION > 1  # what the tracer writes is named per kind
+    old = [_in_version1_words(rec) for rec in NAMED_EVENTS]
+    assert all("aux" in rec for rec in old[1:]) and "aux2" in old[2]
+    path = _lines(tmp_path / "old.ndjson", dict(header(), version=1), *old, {"type": "end", "ts": 9})
+    reader, body = _read(path, strict=True)
+    assert body[:-1] == NAMED_EVENTS
+
+
+def test_field_names_follow_the_log_version(tmp_path: Path) -> None:
+    move = NAMED_EVENTS[2]
+    path = _lines(tmp_path / "old.ndjson", dict(header(), version=1), _in_version1_words(move),
+                  {k: v for k, v in _in_version1_words(move).items() if k != "aux2"}, {"type": "end", "ts": 9})
+    reader, body = _read(path)
+    assert reader.damaged == [f"{path}:3: move event without `aux2` (old_end)"] and body[0] == move
+    path = _lines(tmp_path / "new.ndjson", header(), _in_version1_words(move), {"type": "end", "ts": 9})
+    reader, body = _read(path)  # a version 2 log's aux words are not read as names
+    assert reader.damaged == [f"{path}:2: move event without `old_start`"]
 
 
 def test_order_rules(tmp_path: Path) -> None:

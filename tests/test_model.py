@@ -52,8 +52,8 @@ def test_partial_unmap_of_middle_splits_and_frees_part() -> None:
     m = Model(MASK)
     m.apply(ev("map", 1, A, A + 6 * PAGE))
     # kernel: split at 2 and 4 pages, then frees the middle VMA
-    m.apply(ev("split", 2, A, A + 6 * PAGE, aux=A + 2 * PAGE))
-    m.apply(ev("split", 3, A + 2 * PAGE, A + 6 * PAGE, aux=A + 4 * PAGE))
+    m.apply(ev("split", 2, A, A + 6 * PAGE, at=A + 2 * PAGE))
+    m.apply(ev("split", 3, A + 2 * PAGE, A + 6 * PAGE, at=A + 4 * PAGE))
     m.apply(ev("unmap", 4, A + 2 * PAGE, A + 4 * PAGE))
     s = space(m)
     assert vmas(m) == [(0, 2 * PAGE), (4 * PAGE, 6 * PAGE)]
@@ -76,8 +76,8 @@ def test_mprotect_middle_split_then_remerge() -> None:
     m.apply(ev("map", 1, A, A + 3 * PAGE))
     # mprotect(middle) on <=6.11: vma_merge attempt reports the new flags for the range, splits follow
     m.apply(ev("flags", 2, A + PAGE, A + 2 * PAGE, flags=MASK | OTHER))
-    m.apply(ev("split", 3, A, A + 3 * PAGE, aux=A + PAGE))
-    m.apply(ev("split", 4, A + PAGE, A + 3 * PAGE, aux=A + 2 * PAGE))
+    m.apply(ev("split", 3, A, A + 3 * PAGE, at=A + PAGE))
+    m.apply(ev("split", 4, A + PAGE, A + 3 * PAGE, at=A + 2 * PAGE))
     assert vmas(m) == [(0, PAGE), (PAGE, 2 * PAGE), (2 * PAGE, 3 * PAGE)]
     # mprotect back: the merge reports the whole extent
     m.apply(ev("flags", 5, A + PAGE, A + 2 * PAGE, flags=MASK, ext=(A, A + 3 * PAGE)))
@@ -105,7 +105,7 @@ def test_clear_of_never_flagged_range_is_ignored() -> None:
 def test_mremap_move_keeps_allocation_and_old_unmap_is_noop() -> None:
     sess = Session(header())
     sess.apply(ev("map", 10, A, A + 2 * PAGE))
-    sess.apply(ev("move", 20, A + 100 * PAGE, A + 102 * PAGE, aux=A, aux2=A + 2 * PAGE,
+    sess.apply(ev("move", 20, A + 100 * PAGE, A + 102 * PAGE, old_start=A, old_end=A + 2 * PAGE,
                   ext=(A + 100 * PAGE, A + 102 * PAGE)))
     sess.apply(ev("unmap", 21, A, A + 2 * PAGE))  # the source VMA being destroyed after the move
     m = sess.model
@@ -119,7 +119,7 @@ def test_mremap_move_keeps_allocation_and_old_unmap_is_noop() -> None:
 def test_mremap_grow_while_moving_adds_new_bytes() -> None:
     m = Model(MASK)
     m.apply(ev("map", 1, A, A + PAGE))
-    m.apply(ev("move", 2, A + 10 * PAGE, A + 13 * PAGE, aux=A, aux2=A + PAGE))
+    m.apply(ev("move", 2, A + 10 * PAGE, A + 13 * PAGE, old_start=A, old_end=A + PAGE))
     s = space(m)
     assert vmas(m) == [(10 * PAGE, 13 * PAGE)]
     assert (s.allocations, s.allocated_bytes, s.live_bytes) == (2, 3 * PAGE, 3 * PAGE)
@@ -128,7 +128,7 @@ def test_mremap_grow_while_moving_adds_new_bytes() -> None:
 def test_fork_child_inherits_then_exits() -> None:
     m = Model(MASK)
     m.apply(ev("map", 1, A, A + 2 * PAGE))
-    m.apply(ev("fork", 2, A, A + 2 * PAGE, mm=MM2, aux=MM))
+    m.apply(ev("fork", 2, A, A + 2 * PAGE, mm=MM2, parent_mm=MM))
     m.apply(ev("task", 3, mm=MM2, tgid=101, owner=False, comm="work"))
     child = space(m, MM2)
     assert (child.pid, child.live_bytes, child.allocations) == (101, 2 * PAGE, 1)
@@ -184,7 +184,7 @@ def test_merge_across_the_flag_is_reported() -> None:
 def test_split_outside_tracked_vma_is_ignored() -> None:
     m = Model(MASK)
     m.apply(ev("map", 1, A, A + PAGE))
-    m.apply(ev("split", 2, A + 5 * PAGE, A + 9 * PAGE, aux=A + 6 * PAGE))
+    m.apply(ev("split", 2, A + 5 * PAGE, A + 9 * PAGE, at=A + 6 * PAGE))
     assert vmas(m) == [(0, PAGE)] and space(m).splits == 0
 
 
@@ -235,7 +235,7 @@ def test_vfork_child_does_not_take_over_its_parents_address_space() -> None:
 def test_mremap_growth_in_place_extends_the_whole_vma() -> None:
     m = Model(MASK)
     m.apply(ev("map", 1, 0x10000, 0x14000))
-    m.apply(ev("grow", 2, 0x14000, 0x18000, flags=0, aux=0x10000))
+    m.apply(ev("grow", 2, 0x14000, 0x18000, flags=0, old_start=0x10000))
     space = m.spaces[0]
     assert [(s, e) for s, e, _ in space.vmas] == [(0x10000, 0x18000)]
     assert space.allocations == 2 and space.live_bytes == 0x8000
@@ -244,7 +244,7 @@ def test_mremap_growth_in_place_extends_the_whole_vma() -> None:
 def test_growth_of_an_unflagged_vma_is_not_flagged_memory() -> None:
     m = Model(MASK)
     m.apply(ev("map", 1, 0x10000, 0x14000))
-    m.apply(ev("grow", 2, 0x24000, 0x28000, flags=0, aux=0x20000))
+    m.apply(ev("grow", 2, 0x24000, 0x28000, flags=0, old_start=0x20000))
     assert [(s, e) for s, e, _ in m.spaces[0].vmas] == [(0x10000, 0x14000)]
 
 
@@ -260,7 +260,7 @@ def test_sync_states_a_vma_that_grew_in_place_downwards() -> None:
 def test_dontunmap_move_keeps_the_source_vma_and_the_flags_event_clears_it() -> None:
     m = Model(MASK)
     m.apply(ev("map", 1, 0x10000, 0x14000))
-    rec = ev("move", 2, 0x40000, 0x44000, ext=(0x40000, 0x44000), aux=0x10000, aux2=0x14000)
+    rec = ev("move", 2, 0x40000, 0x44000, ext=(0x40000, 0x44000), old_start=0x10000, old_end=0x14000)
     rec["dontunmap"] = True
     m.apply(rec)
     space = m.spaces[0]

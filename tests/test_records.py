@@ -24,12 +24,26 @@ def test_what_the_decoder_makes_passes_the_schema(kind: Kind) -> None:
     assert rec["comm"] == "\\xffwork\\x1b"
 
 
+KIND_NAMES = {"at", "old_start", "old_end", "parent_mm"}
+
+
+@pytest.mark.parametrize("kind", list(Kind))
+def test_the_decoder_names_the_aux_words_per_kind(kind: Kind) -> None:
+    rec = decode_raw(RawEvent(start=0x1000, end=0x3000, aux=0x2000, aux2=0x2800, kind=int(kind)))
+    expected = {Kind.SPLIT: {"at": 0x2000}, Kind.MOVE: {"old_start": 0x2000, "old_end": 0x2800},
+                Kind.FORK: {"parent_mm": 0x2000}, Kind.GROW: {"old_start": 0x2000}}.get(kind, {})
+    assert {k: v for k, v in rec.items() if k in KIND_NAMES} == expected
+    assert "aux" not in rec and "aux2" not in rec
+
+
 def test_new_kinds_and_optional_move_fields() -> None:
     check_record(ev("grow", 1, 0x1000, 0x3000))
     check_record(ev("sync", 1, 0x1000, 0x3000, ext=(0x1000, 0x3000)))
-    check_record(dict(ev("move", 1, 0x5000, 0x6000, aux=0x1000, aux2=0x2000), old_len=0x1000, dontunmap=True))
+    check_record(dict(ev("move", 1, 0x5000, 0x6000, old_start=0x1000, old_end=0x2000), old_len=0x1000, dontunmap=True))
+    with pytest.raises(RecordError, match="move source .0x2000, 0x1000. is reversed"):
+        check_record(ev("move", 1, 0x5000, 0x6000, old_start=0x2000, old_end=0x1000))
     with pytest.raises(RecordError, match="`dontunmap` must be true or false"):
-        check_record(dict(ev("move", 1, 0x5000, 0x6000, aux=0x1000, aux2=0x2000), dontunmap=1))
+        check_record(dict(ev("move", 1, 0x5000, 0x6000, old_start=0x1000, old_end=0x2000), dontunmap=1))
     with pytest.raises(RecordError, match="grow event without `start`"):
         check_record({k: v for k, v in ev("grow", 1, 0x1000, 0x3000).items() if k != "start"})
 

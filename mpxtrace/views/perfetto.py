@@ -12,10 +12,10 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
-from typing import Dict, Iterable, List, Tuple
+from typing import Dict, Iterable, List, Optional, Tuple
 
 from ..events import Record
-from ..model import AddressSpace, Allocation, Observer
+from ..model import AddressSpace, Observer
 from ..render import human_bytes
 from ..stats import Session
 from .files import create_private
@@ -33,7 +33,7 @@ class _Recorder:
         self.inner = inner
         self.start_ns = start_ns
         self.events: List[Dict[str, object]] = []
-        self.open: Dict[int, Tuple[int, Allocation, AddressSpace]] = {}  # ident -> (begin ts, alloc, space)
+        self.open: Dict[int, Tuple[int, int, str, AddressSpace]] = {}  # ident -> (begin ts, size, origin, space)
         self.touched: Dict[int, AddressSpace] = {}  # spaces changed by the record being applied
         self.names: Dict[int, str] = {}
         self.last: Dict[int, int] = {}  # id(space) -> live bytes last put on its counter
@@ -41,18 +41,19 @@ class _Recorder:
     def us(self, ts: int) -> float:
         return max(0, ts - self.start_ns) / 1000
 
-    def on_allocation(self, space: AddressSpace, alloc: Allocation, ts: int) -> None:
-        self.inner.on_allocation(space, alloc, ts)
-        self.open[alloc.ident] = (ts, alloc, space)
+    def on_allocation(self, space: AddressSpace, ident: int, size: int, origin: str, ts: int) -> None:
+        self.inner.on_allocation(space, ident, size, origin, ts)
+        self.open[ident] = (ts, size, origin, space)
         self.touched[id(space)] = space
 
-    def on_release(self, space: AddressSpace, alloc: Allocation, nbytes: int, ts: int) -> None:
-        self.inner.on_release(space, alloc, nbytes, ts)
+    def on_release(self, space: AddressSpace, ident: int, size: int, origin: str, born_ns: Optional[int],
+                   nbytes: int, remaining: int, ts: int) -> None:
+        self.inner.on_release(space, ident, size, origin, born_ns, nbytes, remaining, ts)
         self.touched[id(space)] = space
-        if alloc.born_ns is None and alloc.ident not in self.open:  # mapped before the trace began
-            self.open[alloc.ident] = (self.start_ns, alloc, space)
-        if alloc.remaining == 0:
-            self.slice(alloc.ident, ts, live_at_end=False)
+        if born_ns is None and ident not in self.open:  # mapped before the trace began
+            self.open[ident] = (self.start_ns, size, origin, space)
+        if remaining == 0:
+            self.slice(ident, ts, live_at_end=False)
 
     def on_merge(self, space: AddressSpace, joined: int, ts: int) -> None:
         self.inner.on_merge(space, joined, ts)
@@ -69,10 +70,10 @@ class _Recorder:
         self.touched = {}
 
     def slice(self, ident: int, end_ts: int, live_at_end: bool) -> None:
-        begin, alloc, space = self.open.pop(ident)
+        begin, size, origin, space = self.open.pop(ident)
         common = {"cat": SLICE_CATEGORY, "id": ident, "pid": space.pid, "tid": space.pid,
-                  "name": f"{alloc.origin} {human_bytes(alloc.size)}"}
-        self.events.append(dict(common, ph="b", ts=self.us(begin), args={"size": alloc.size, "origin": alloc.origin}))
+                  "name": f"{origin} {human_bytes(size)}"}
+        self.events.append(dict(common, ph="b", ts=self.us(begin), args={"size": size, "origin": origin}))
         self.events.append(dict(common, ph="e", ts=self.us(end_ts), args={"live_at_end": live_at_end}))
 
 
