@@ -57,6 +57,9 @@ def main() -> None:
               metavar="[SECONDS]",
               help="Check the live picture against /proc/PID/smaps every SECONDS (default 10): each VMA that "
                    "differs becomes a `drift` record, counted in the summary.")
+@click.option("--resync/--no-resync", "resync", default=True, show_default=True,
+              help="After lost events, re-read every process's flagged VMAs from /proc/PID/smaps (once it is "
+                   "quiet enough to be exact), so live bytes and VMAs stay right under overload.")
 @click.option("--attach", type=click.Choice(["auto", "fentry", "kprobe"]), default="auto", show_default=True,
               help="fentry/fexit where the kernel supports them, else kprobes.")
 @click.option("--buffer", type=click.Choice(["auto", "ring", "perf"]), default="auto", show_default=True,
@@ -80,7 +83,7 @@ def main() -> None:
 @click.argument("count", type=click.IntRange(min=1), required=False)
 def trace(flag: Tuple[str, ...], mask: Optional[str], pids: Tuple[int, ...], log: Optional[Path], as_json: bool,
           duration: Optional[float], attach: str, buffer: str, buffer_pages: Optional[int], offsets: str, no_seed: bool,
-          verify: Optional[float],
+          verify: Optional[float], resync: bool,
           ebpf: bool,
           ready_file: Optional[Path], cumulative: bool, live: bool, sample_resident: bool, prometheus: Optional[str],
           interval: Optional[float], count: Optional[int]) -> None:
@@ -126,7 +129,7 @@ def trace(flag: Tuple[str, ...], mask: Optional[str], pids: Tuple[int, ...], log
         interval, reporter.quiet = 1.0, True
     options = TraceOptions(tracked=tracked, pids=pids, attach=attach, buffer=buffer, offsets=offsets,
                            interval=interval, count=count, duration=duration, log=log, seed=not no_seed,
-                           buffer_pages=buffer_pages, verify=verify)
+                           buffer_pages=buffer_pages, verify=verify, resync=resync)
     if ebpf:
         from .program import source_text
         try:
@@ -266,6 +269,7 @@ def report(log: Path, as_json: bool, strict: bool, live: bool, speed: float, plo
     if reader.damaged_count:
         summary["complete"] = False
         summary["skipped_records"] = reader.damaged_count
+        summary["ended"] = reader.ended  # the log still has its end record (the text says which is missing)
         click.echo(f"warning: skipped {reader.damaged_count} damaged records (--strict stops at the first):", err=True)
         for problem in reader.damaged:
             click.echo(f"  {problem}", err=True)

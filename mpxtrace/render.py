@@ -116,21 +116,38 @@ def interval_text(rec: Record, clock: str = "") -> str:
     return "\n".join(out)
 
 
+def _incomplete_note(summary: Record) -> str:
+    """Why a summary is incomplete: damaged records `report` skipped, or a log cut short."""
+    if summary.get("complete", True):
+        return ""
+    notes = []
+    if summary.get("skipped_records"):
+        notes.append(f"{summary['skipped_records']} damaged records skipped")
+    if summary.get("ended") is False or not summary.get("skipped_records"):
+        notes.append("log ends without an end record: the tracer did not finish")
+    return "  [incomplete: " + "; ".join(notes) + "]"
+
+
 def summary_text(summary: Record) -> str:
     flags = summary.get("flags", {})
     totals = summary["totals"]
     out = [
         f"mpxtrace summary: {'|'.join(flags.get('names', []))} (mask {int(flags.get('mask', 0)):#x}), "
         f"{human_ns(int(summary['duration_ns']))}, {summary['events']} events, lost {summary['lost_events']}"
-        + ("" if summary.get("complete", True) else "  [log ends without an end record: tracer was killed]"),
+        + _incomplete_note(summary),
         f"live {human_bytes(totals['live_bytes'])} in {totals['live_vmas']} VMAs; "
         f"{totals['allocations']} allocations ({human_bytes(totals['allocated_bytes'])}), "
         f"{totals['frees']} frees ({human_bytes(totals['freed_bytes'])}), {totals['merges']} merges",
         "",
     ]
     if summary["lost_events"]:
-        out.insert(1, f"WARNING: {summary['lost_events']} events lost ({summary['lost_by_source']}): "
-                      "the live figures may be off; use a larger interval or fewer processes (-p)")
+        if summary.get("resyncs"):
+            effect = (f"live figures re-read from smaps after the losses ({summary['resyncs']} resyncs); "
+                      "histograms, timeline and counts miss the lost events")
+        else:
+            effect = "the live figures may be off, and the histograms miss the lost events"
+        out.insert(1, f"WARNING: {summary['lost_events']} events lost ({summary['lost_by_source']}): {effect}; "
+                      "a larger --buffer-pages or fewer processes (-p) loses fewer")
     if summary.get("resident"):
         out.insert(-1, resident_text(summary["resident"], int(totals["live_bytes"])) + " (last sample)")
     out += processes_text(summary["processes"])

@@ -8,6 +8,7 @@ from typing import Dict, List, Optional, Tuple
 
 from .events import Record
 from .model import AddressSpace, Model
+from .resync import RESYNC_RECORD, apply_resync
 
 __all__ = ["Log2Histogram", "Stats", "Session", "SUMMARY_VERSION", "RESIDENT_RECORD"]
 
@@ -126,6 +127,7 @@ class Session:
         self.last_ns = int(header["start_ns"])
         self.records = 0
         self.drift: List[Record] = []
+        self.resyncs = 0  # resync records: the picture re-read from smaps after lost events (resync.py)
         self.resident: Optional[Record] = None  # the latest resident sample, if the tracer took any
         # where the current interval began: event and lost totals, per-space counts (by id: the
         # model keeps every space for the whole session, so ids stay unique)
@@ -147,6 +149,9 @@ class Session:
             self.resident = rec
         elif kind == "drift":
             self.drift.append(rec)
+        elif kind == RESYNC_RECORD:
+            self.resyncs += 1
+            apply_resync(self.model, rec)
         else:
             self.model.apply(rec)
         if "ts" in rec:
@@ -258,5 +263,9 @@ class Session:
             "anomalies": [a.to_json() for a in self.model.anomalies],
             # trace --verify: VMAs where the model and /proc/PID/smaps disagreed
             "drift": len(self.drift),
+            # after lost events: how often the picture was re-read from smaps; the histograms,
+            # timeline and counts hold only what the stream delivered
+            "resyncs": self.resyncs,
+            "histograms_complete": not self.lost_events,
             "resident": self.resident,
         }

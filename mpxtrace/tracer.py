@@ -22,6 +22,7 @@ from .flags import TrackedFlags
 from .kernel.features import KernelFeatures
 from .procwatch import ExitWatcher
 from .program import LoadedProgram, ProgramConfig, build_config, load_program
+from .resync import Resyncer
 from .stats import Session
 from .verify import drift_records
 
@@ -44,6 +45,7 @@ class TraceOptions:
     seed: bool = True
     buffer_pages: Optional[int] = None
     verify: Optional[float] = None  # seconds between checks of the model against smaps
+    resync: bool = True  # after lost events, re-read the picture from smaps (resync.py)
 
 
 def make_header(options: TraceOptions, config: Optional[ProgramConfig], features: Optional[KernelFeatures],
@@ -87,6 +89,7 @@ class Tracer:
     _old_handlers: Dict[int, Any] = field(default_factory=dict)
     _stop: bool = False
     _snapshot_requested: bool = False
+    _resync: Optional[Resyncer] = None
 
     @property
     def config(self) -> ProgramConfig:
@@ -117,6 +120,9 @@ class Tracer:
         self._program.open_buffer(self._on_raw, self._on_perf_lost)
         header = make_header(self.options, config, self.features, time.monotonic_ns())
         self.session = Session(header)
+        if self.options.resync:
+            self._resync = Resyncer(self.options.tracked.mnemonics, skip=(os.getpid(),), pids=self.options.pids,
+                                    settle_s=REORDER_MARGIN_NS / 1e9)
         self._emit(header, apply=False)
         if self.options.seed:
             self._seed()
@@ -147,6 +153,8 @@ class Tracer:
         if self._log is not None:
             self._log.write(rec)
         if apply and self.session is not None:
+            if self._resync is not None:
+                self._resync.note(rec)
             self.session.apply(rec)
             self.on_record(rec, self.session)
 
@@ -159,6 +167,7 @@ class Tracer:
         source = "ring_buffer"
         if self._program.config.buffer == "perf":
             lost, source = max(lost, self._lost_callback), "perf_buffer"
+        seen_before = self.losses_seen()
         if lost > self._lost_reported:
             self._pending.append({"type": "lost", "ts": now, "source": source, "count": lost - self._lost_reported})
             self._lost_reported = lost
@@ -171,6 +180,12 @@ class Tracer:
             if new > 0:
                 self._pending.append({"type": "lost", "ts": now, "source": counter, "count": new})
                 self._counted[counter] = values[counter]
+        if self._resync is not None and self.losses_seen() != seen_before:
+            self._resync.on_loss()
+
+    def losses_seen(self) -> int:
+        """Events lost so far, every source (as reported in `lost` records)."""
+        return self._lost_reported + sum(self._counted.values())
 
     def _drain(self, cutoff: Optional[int]) -> None:
         """Apply pending records older than `cutoff` (all when None), in timestamp order."""
@@ -224,6 +239,8 @@ class Tracer:
                 if next_verify is not None and now >= next_verify:
                     self._verify()
                     next_verify = time.monotonic() + self.options.verify  # type: ignore[operator]
+                if self._resync is not None and self._resync.due(now):
+                    self._resync_pass()
                 if self.options.duration is not None and now - started >= self.options.duration:
                     break
                 if watcher is not None:
@@ -255,6 +272,12 @@ class Tracer:
                                  time.monotonic_ns, self._flush_all):
             self._emit(rec)
 
+    def _resync_pass(self) -> None:
+        """After lost events: the picture re-read from smaps where that is provably exact (resync.py)."""
+        assert self.session is not None and self._resync is not None and self._program is not None
+        for rec in self._resync.run(self.session.model, self._flush_all, self.losses_seen, self._program.mm_of):
+            self._emit(rec)
+
     def _restore_signals(self) -> None:
         for sig, handler in self._old_handlers.items():
             signal.signal(sig, handler)
@@ -275,6 +298,8 @@ class Tracer:
         if self._program is None or self.session is None:
             return
         self._flush_all()
+        if self._resync is not None and self._resync.pending:
+            self._resync_pass()  # the summary's live figures: exact if the load has stopped
         self._emit({"type": "end", "ts": time.monotonic_ns()})
         self._program.close()
         self._program = None

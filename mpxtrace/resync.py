@@ -1,0 +1,287 @@
+"""Resync after loss: the per-VMA picture rebuilt from /proc/PID/smaps when events were lost.
+
+A lost event leaves the live picture wrong from then on (a VMA never born, one never freed,
+a process whose exit was missed).  After a loss the tracer re-reads the flagged VMAs of every
+process from smaps and corrects the model, at a moment it can prove the read is exact:
+
+- smaps is read twice, the events in between applied; a process counts only when both
+  reads agree, no event for its address space (or from it) arrived during the two reads,
+  and no event at all was lost meanwhile (a lost one could have been anyone's);
+- what is written is a ``resync`` record, ordered in the log after every event older than
+  the second read (the tracer waits out the reorder margin), so ``report`` replays it at the
+  same point and rebuilds the same summary;
+- a process that is still busy stays pending and is tried again at the next pass.
+
+Passes are rate-limited: after losses have been quiet for ``quiet_s``, at most one per
+``min_gap_s`` and within a ``budget`` share of the time (two smaps reads of every process
+holding flagged memory cost tens of milliseconds, more under emulation).
+
+A resync record: ``{"type": "resync", "ts", "pid", "comm", "mm"?, "within": [lo, hi],
+"vmas": [[start, end], ...], "gone"?}`` says "in [lo, hi) this process's flagged VMAs are
+exactly these" (``gone``: the process no longer exists).  Bytes it adds have no birth (like
+seeds, counted in ``seeded_bytes``); bytes it removes are freed (``freed_bytes``) without a
+lifetime: histograms and the timeline count only what the stream delivered, and the summary
+says they are incomplete when anything was lost.
+"""
+from __future__ import annotations
+
+import math
+import time
+from dataclasses import dataclass, field
+from typing import Any, Callable, Dict, List, Optional, Sequence, Set, Tuple
+
+from .events import Record
+from .model import AddressSpace, Model
+from .smaps import _alive as process_alive
+from .smaps import scan
+
+__all__ = ["RESYNC_RECORD", "WHOLE", "MAX_VMAS_PER_RECORD", "apply_resync", "resync_records", "Resyncer"]
+
+RESYNC_RECORD = "resync"
+WHOLE = (0, (1 << 64) - 1)  # every user address (the top page is never a user mapping)
+MAX_VMAS_PER_RECORD = 16384  # about 600 KB of JSON: under the log's 1 MiB line cap
+
+Vmas = Tuple[Tuple[int, int], ...]
+
+
+# -- applying a record (pure: the live tracer and `report` both call this) ---------------------
+class _Quiet:
+    """Observer stand-in while a resync corrects the model: a correction is no birth, no
+    free with a known time, and no merge, so the histograms and the timeline do not see it."""
+
+    def on_allocation(self, *args: Any) -> None:
+        pass
+
+    def on_release(self, *args: Any) -> None:
+        pass
+
+    def on_merge(self, *args: Any) -> None:
+        pass
+
+
+def _live_spaces_of(model: Model, pid: int) -> List[AddressSpace]:
+    return [s for s in model.spaces if s.pid == pid and not s.exited]
+
+
+def _space_of(model: Model, pid: int, mm: Optional[int]) -> Optional[AddressSpace]:
+    """The space a resync of (pid, mm) corrects: by mm when the kernel told us, else the
+    process's seeded space or its newest live one."""
+    if mm is not None:
+        space = model._by_mm.get(mm)
+        if space is not None:
+            return space
+        seeded = model._seeds.get(pid)
+        return seeded
+    seeded = model._seeds.get(pid)
+    if seeded is not None:
+        return seeded
+    live = _live_spaces_of(model, pid)
+    return live[-1] if live else None
+
+
+def _retire(model: Model, space: AddressSpace, ts: int) -> None:
+    """The process behind `space` is gone (or moved to another mm) and its teardown was lost."""
+    model._release(space, 0, 1 << 64, ts)
+    space.exited = True
+    if space.mm is not None and model._by_mm.get(space.mm) is space:
+        del model._by_mm[space.mm]
+    if model._seeds.get(space.pid) is space:
+        del model._seeds[space.pid]
+
+
+def _complement(vmas: Sequence[Tuple[int, int]], lo: int, hi: int) -> List[Tuple[int, int]]:
+    out: List[Tuple[int, int]] = []
+    cursor = lo
+    for start, end in vmas:
+        if start > cursor:
+            out.append((cursor, start))
+        cursor = max(cursor, end)
+    if cursor < hi:
+        out.append((cursor, hi))
+    return out
+
+
+def apply_resync(model: Model, rec: Record) -> None:
+    """Make the model's picture of the record's process, within its range, what smaps showed."""
+    pid, ts = int(rec["pid"]), int(rec["ts"])
+    mm = int(rec["mm"]) if rec.get("mm") is not None else None
+    lo, hi = int(rec["within"][0]), int(rec["within"][1])
+    vmas = [(int(s), int(e)) for s, e in rec["vmas"]]
+    observer, model.observer = model.observer, _Quiet()
+    try:
+        if rec.get("gone"):
+            for gone in _live_spaces_of(model, pid):
+                _retire(model, gone, ts)
+            return
+        space = _space_of(model, pid, mm)
+        if mm is not None:
+            # one process, one mm: a live space of this pid under another mm lost its teardown (exec)
+            for other in _live_spaces_of(model, pid):
+                if other is not space and other.mm is not None and other.mm != mm:
+                    _retire(model, other, ts)
+        if space is None:
+            if not vmas:
+                return
+            space = AddressSpace(mm, pid, str(rec.get("comm", "")))
+            model.spaces.append(space)
+            if mm is not None:
+                model._by_mm[mm] = space
+            else:
+                model._seeds[pid] = space
+        elif mm is not None and space.mm is None:  # a seeded space: now we know its mm
+            model._seeds.pop(pid, None)
+            space.mm = mm
+            model._by_mm[mm] = space
+        for start, end in _complement(vmas, lo, hi):
+            model._release(space, start, end, ts)
+        for start, end in vmas:
+            # bytes no allocation holds are found memory, like a seed (no birth); then the
+            # VMA's bounds are set exactly as smaps has them
+            for glo, ghi in space.pieces.gaps(start, end):
+                seed: Record = {"type": "seed", "ts": ts, "pid": pid, "comm": space.comm, "start": glo, "end": ghi,
+                                "flags": model.mask}
+                if space.mm is not None:
+                    seed["mm"] = space.mm
+                model._seed(seed)
+            if space.vmas.containing(start) != (start, end, model.mask):
+                space.vmas.carve(start, end)
+                space.vmas.insert(start, end, model.mask)
+    finally:
+        model.observer = observer
+
+
+def resync_records(ts: int, pid: int, comm: str, mm: Optional[int], vmas: Vmas, gone: bool = False) -> List[Record]:
+    """The records that set a process's whole picture to `vmas` (sorted, disjoint), in pieces
+    of at most MAX_VMAS_PER_RECORD VMAs each covering its own address range."""
+    out: List[Record] = []
+    chunks = [vmas[i:i + MAX_VMAS_PER_RECORD] for i in range(0, len(vmas), MAX_VMAS_PER_RECORD)] or [()]
+    lo = WHOLE[0]
+    for i, chunk in enumerate(chunks):
+        hi = chunks[i + 1][0][0] if i + 1 < len(chunks) else WHOLE[1]
+        rec: Record = {"type": RESYNC_RECORD, "ts": ts, "pid": pid, "comm": comm, "within": [lo, hi],
+                       "vmas": [[s, e] for s, e in chunk]}
+        if mm is not None:
+            rec["mm"] = mm
+        if gone:
+            rec["gone"] = True
+        out.append(rec)
+        lo = hi
+    return out
+
+
+# -- deciding when and what to resync (the live tracer) -------------------------------------------
+@dataclass(frozen=True)
+class _Seen:
+    comm: str
+    vmas: Vmas
+
+
+def _read_kernel(mnemonics: Sequence[str], pids: Optional[Sequence[int]], skip: Sequence[int]) -> Dict[int, _Seen]:
+    return {p.pid: _Seen(p.comm, tuple(sorted((v.start, v.end) for v in p.vmas)))
+            for p in scan(mnemonics, pids, skip=skip)}
+
+
+def _model_vmas(space: Optional[AddressSpace]) -> Vmas:
+    if space is None or space.exited:
+        return ()
+    return tuple((s, e) for s, e, _ in space.vmas)
+
+
+@dataclass
+class Resyncer:
+    """Marks the picture dirty on a loss; when due, runs a pass and returns resync records."""
+
+    mnemonics: Sequence[str]
+    skip: Sequence[int] = ()
+    pids: Sequence[int] = ()  # -p: only these (and the processes the model already follows)
+    quiet_s: float = 0.5  # no new loss for this long before a pass: one during a loss burst would be void
+    min_gap_s: float = 1.0
+    budget: float = 0.05  # share of the time passes may take
+    clock: Callable[[], float] = time.monotonic
+    clock_ns: Callable[[], int] = time.monotonic_ns
+    sleep: Callable[[float], None] = time.sleep
+    settle_s: float = 0.005  # the tracer's reorder margin: events older than the read are in by then
+    dirty_all: bool = False
+    dirty: Set[int] = field(default_factory=set)  # pids still to resync after a pass
+    last_loss: float = -math.inf
+    next_at: float = 0.0
+    passes: int = 0
+    void_passes: int = 0  # passes during which events were lost again
+    _window_mms: Optional[Set[int]] = None
+    _window_pids: Set[int] = field(default_factory=set)
+
+    def on_loss(self) -> None:
+        self.dirty_all = True
+        self.last_loss = self.clock()
+
+    def note(self, rec: Record) -> None:
+        """Every record the tracer applies: events inside a pass make their process unsettled."""
+        if self._window_mms is not None and rec.get("type") == "event":
+            self._window_mms.add(int(rec["mm"]))
+            self._window_pids.add(int(rec.get("tgid", 0)))
+
+    @property
+    def pending(self) -> bool:
+        return self.dirty_all or bool(self.dirty)
+
+    def due(self, now: float) -> bool:
+        return self.pending and now - self.last_loss >= self.quiet_s and now >= self.next_at
+
+    def run(self, model: Model, catch_up: Callable[[], None], losses_seen: Callable[[], int],
+            mm_of: Callable[[int], Optional[int]]) -> List[Record]:
+        started = self.clock()
+        self.passes += 1
+        try:
+            return self._pass(model, catch_up, losses_seen, mm_of)
+        finally:
+            self._window_mms = None
+            cost = self.clock() - started
+            self.next_at = self.clock() + max(self.min_gap_s, cost / self.budget)
+
+    def _pass(self, model: Model, catch_up: Callable[[], None], losses_seen: Callable[[], int],
+              mm_of: Callable[[int], Optional[int]]) -> List[Record]:
+        catch_up()
+        lost_before = losses_seen()
+        self._window_mms, self._window_pids = set(), set()
+        scope: Optional[List[int]] = None
+        if self.pids:
+            scope = sorted(set(self.pids) | {s.pid for s in model.live_spaces() if s.pid})
+        first = _read_kernel(self.mnemonics, scope, self.skip)
+        catch_up()
+        second = _read_kernel(self.mnemonics, scope, self.skip)
+        ts = self.clock_ns()
+        self.sleep(self.settle_s)
+        catch_up()
+        if losses_seen() != lost_before:
+            self.void_passes += 1
+            return []  # a lost event could have been anyone's: all stay dirty
+        if self.dirty_all:
+            candidates = set(first) | set(second) | {s.pid for s in model.live_spaces() if s.pid}
+        else:
+            candidates = set(self.dirty)
+        candidates -= set(self.skip)
+        self.dirty_all = False
+        self.dirty = set()
+        out: List[Record] = []
+        for pid in sorted(candidates):
+            a, b = first.get(pid), second.get(pid)
+            if a != b or pid in self._window_pids:
+                self.dirty.add(pid)  # busy: try again at the next pass
+                continue
+            gone = b is None and not process_alive(pid)
+            mm = None if gone else mm_of(pid)
+            if mm is not None and mm in self._window_mms:
+                self.dirty.add(pid)
+                continue
+            space = _space_of(model, pid, mm)
+            others = [s for s in _live_spaces_of(model, pid) if s is not space and s.live_vmas]
+            seen = b.vmas if b is not None else ()
+            if gone:
+                if any(s.live_vmas for s in _live_spaces_of(model, pid)):
+                    out += resync_records(ts, pid, "", None, (), gone=True)
+                continue
+            if _model_vmas(space) == seen and not others:
+                continue
+            comm = b.comm if b is not None else (space.comm if space is not None else "")
+            out += resync_records(ts, pid, comm, mm, seen)
+        return out

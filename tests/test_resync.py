@@ -1,0 +1,264 @@
+"""Resync after loss (issue 9 item 1): a resync record sets a process's picture to what smaps
+showed, without inventing births or lifetimes; a pass resyncs only processes it can prove
+settled, and nothing while events are being lost."""
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any, Dict, List, Optional, Sequence
+
+import pytest
+
+from mpxtrace import resync
+from mpxtrace.eventlog import LogWriter, open_log
+from mpxtrace.model import Model
+from mpxtrace.records import LogChecker, RecordError, check_record
+from mpxtrace.resync import Resyncer, _Seen, apply_resync, resync_records
+from mpxtrace.stats import Session
+
+from helpers import MASK, MM, MM2, PAGE, ev, header
+
+A = 0x7F0000000000
+
+
+def vmas_of(session: Session, pid: int = 100) -> List[tuple]:
+    live = [s for s in session.model.spaces if s.pid == pid and not s.exited]
+    return [(s, e) for sp in live for s, e, _ in sp.vmas]
+
+
+def invariant_holds(session: Session) -> bool:
+    return all(s.allocated_bytes + s.seeded_bytes - s.freed_bytes == s.live_bytes for s in session.model.spaces)
+
+
+def session_with(*records: Dict[str, Any]) -> Session:
+    session = Session(header())
+    for rec in records:
+        session.apply(rec)
+    return session
+
+
+def test_resync_sets_the_picture_exactly_and_invents_no_birth_nor_lifetime() -> None:
+    # the model saw two maps; the kernel really has the first one grown and a third one it never saw
+    session = session_with(ev("map", 10, A, A + 4 * PAGE), ev("map", 20, A + 16 * PAGE, A + 20 * PAGE))
+    sizes_before = session.stats.sizes.to_json()
+    for rec in resync_records(30, 100, "work", MM, ((A, A + 2 * PAGE), (A + 2 * PAGE, A + 6 * PAGE),
+                                                      (A + 40 * PAGE, A + 41 * PAGE))):
+        session.apply(rec)
+    assert vmas_of(session) == [(A, A + 2 * PAGE), (A + 2 * PAGE, A + 6 * PAGE), (A + 40 * PAGE, A + 41 * PAGE)]
+    space = session.model.spaces[0]
+    assert space.live_bytes == 7 * PAGE and space.live_vmas == 3
+    assert space.seeded_bytes == 3 * PAGE  # found memory: the 2 grown pages and the unseen map
+    assert space.freed_bytes == 4 * PAGE  # the map smaps no longer has
+    assert invariant_holds(session)
+    assert session.stats.sizes.to_json() == sizes_before  # no allocation invented
+    assert session.stats.lifetimes.count == 0  # nor a free whose time is unknown
+    summary = session.summary()
+    assert summary["resyncs"] == 1 and summary["totals"]["live_bytes"] == 7 * PAGE
+    # memory the model kept through the resync still dies with its true lifetime
+    session.apply(ev("unmap", 50, A, A + 6 * PAGE))
+    assert session.stats.lifetimes.count == 1 and session.stats.lifetimes.total == 50 - 10
+
+
+def test_resync_of_an_unknown_process_creates_it_and_an_empty_one_frees_all() -> None:
+    session = session_with(ev("map", 10, A, A + PAGE))
+    apply_resync(session.model, resync_records(20, 200, "other", MM2, ((A, A + 8 * PAGE),))[0])
+    assert vmas_of(session, 200) == [(A, A + 8 * PAGE)]
+    session.apply(ev("unmap", 30, A, A + 8 * PAGE, mm=MM2, tgid=200))  # later events find it by mm
+    assert vmas_of(session, 200) == []
+    for rec in resync_records(40, 100, "work", MM, ()):
+        session.apply(rec)
+    assert vmas_of(session, 100) == [] and invariant_holds(session)
+
+
+def test_gone_process_is_retired_and_exec_retires_the_old_mm() -> None:
+    session = session_with(ev("map", 10, A, A + PAGE), ev("map", 11, A, A + 2 * PAGE, mm=MM2, tgid=200))
+    for rec in resync_records(20, 200, "", None, (), gone=True):
+        session.apply(rec)
+    assert [s.exited for s in session.model.spaces] == [False, True]
+    # pid 100 exec'd into a new mm and both its teardown and the new maps were lost
+    new_mm = 0xFFFF888000300000
+    for rec in resync_records(30, 100, "work2", new_mm, ((A + PAGE, A + 3 * PAGE),)):
+        session.apply(rec)
+    old, _, new = session.model.spaces
+    assert old.exited and old.live_bytes == 0 and new.mm == new_mm and new.live_bytes == 2 * PAGE
+    session.apply(ev("unmap", 40, A + PAGE, A + 2 * PAGE, mm=new_mm))
+    assert new.live_bytes == PAGE and invariant_holds(session)
+
+
+def test_a_seeded_space_learns_its_mm_from_a_resync() -> None:
+    session = session_with({"type": "seed", "ts": 1, "pid": 100, "comm": "work", "start": A, "end": A + PAGE,
+                            "flags": MASK})
+    apply_resync(session.model, resync_records(5, 100, "work", MM, ((A, A + PAGE), (A + 4 * PAGE, A + 5 * PAGE)))[0])
+    session.apply(ev("unmap", 9, A, A + PAGE))  # tied by mm now, not by a second space
+    assert len(session.model.spaces) == 1 and vmas_of(session) == [(A + 4 * PAGE, A + 5 * PAGE)]
+
+
+def test_large_pictures_are_split_by_address_and_every_piece_is_a_valid_log_record(
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(resync, "MAX_VMAS_PER_RECORD", 3)
+    picture = tuple((A + 2 * i * PAGE, A + (2 * i + 1) * PAGE) for i in range(8))
+    records = resync_records(7, 100, "work", MM, picture)
+    assert len(records) == 3 and records[0]["within"][0] == 0 and records[-1]["within"][1] == (1 << 64) - 1
+    assert [r["within"][1] for r in records[:-1]] == [r["within"][0] for r in records[1:]]
+    checker = LogChecker()
+    for rec in records:
+        checker.check(json.loads(json.dumps(rec)))
+    session = session_with(ev("map", 1, A + 100 * PAGE, A + 101 * PAGE), *records)
+    assert vmas_of(session) == list(picture)
+
+
+@pytest.mark.parametrize("vmas", [[[A + PAGE, A + 2 * PAGE], [A, A + PAGE]],  # descending
+                                  [[A, A + 2 * PAGE], [A + PAGE, A + 3 * PAGE]],  # overlapping
+                                  [[A, A + PAGE]]])  # outside `within` below
+def test_a_damaged_resync_record_is_refused(vmas: List[List[int]]) -> None:
+    rec = {"type": "resync", "ts": 1, "pid": 100, "within": [A if len(vmas) == 2 else A + PAGE, 1 << 63],
+           "vmas": vmas}
+    with pytest.raises(RecordError, match="resync VMA"):
+        check_record(rec)
+
+
+def test_report_replays_a_log_with_resyncs_into_the_same_summary(tmp_path: Path) -> None:
+    records: List[Dict[str, Any]] = [ev("map", 10, A, A + 4 * PAGE), {"type": "lost", "ts": 11, "source": "ring_buffer",
+                                                                      "count": 5}]
+    records += resync_records(20, 100, "work", MM, ((A, A + PAGE),))
+    records += [ev("map", 30, A + 8 * PAGE, A + 9 * PAGE), {"type": "end", "ts": 40}]
+    live = Session(header())
+    writer = LogWriter(tmp_path / "log")
+    writer.write(live.header)
+    for rec in records:
+        writer.write(rec)
+        live.apply(rec)
+    writer.close()
+    reader = open_log(tmp_path / "log", strict=True)
+    replay = Session(reader.header)
+    for rec in reader.records():
+        replay.apply(rec)
+    assert replay.summary() == live.summary()
+    assert live.summary()["histograms_complete"] is False and live.summary()["totals"]["live_bytes"] == 2 * PAGE
+
+
+# -- passes -------------------------------------------------------------------------------------
+class FakeKernel:
+    """What the pass reads: smaps pictures (a list consumed per read), mms, liveness."""
+
+    def __init__(self, reads: List[Dict[int, _Seen]], mms: Dict[int, int], alive: Sequence[int] = ()) -> None:
+        self.reads = reads
+        self.mms = mms
+        self.alive = set(alive) | set(mms)
+        self.lost = 0
+        self.events_during: List[Dict[str, Any]] = []  # applied at the first catch-up inside the pass
+        self.catch_ups = 0
+
+    def install(self, monkeypatch: pytest.MonkeyPatch) -> None:
+        monkeypatch.setattr(resync, "_read_kernel", lambda mnemonics, pids, skip: self.reads.pop(0))
+        monkeypatch.setattr(resync, "process_alive", lambda pid: pid in self.alive)
+
+    def mm_of(self, pid: int) -> Optional[int]:
+        return self.mms.get(pid)
+
+
+def run_pass(kernel: FakeKernel, session: Session, resyncer: Resyncer) -> List[Dict[str, Any]]:
+    def catch_up() -> None:
+        kernel.catch_ups += 1
+        if kernel.catch_ups == 2:
+            for rec in kernel.events_during:
+                resyncer.note(rec)
+                session.apply(rec)
+    return resyncer.run(session.model, catch_up, lambda: kernel.lost, kernel.mm_of)
+
+
+def resyncer(**kw: Any) -> Resyncer:
+    return Resyncer(["lo"], clock=lambda: 100.0, clock_ns=lambda: 777, sleep=lambda s: None, **kw)
+
+
+def test_a_pass_resyncs_settled_processes_and_keeps_busy_ones_pending(monkeypatch: pytest.MonkeyPatch) -> None:
+    session = session_with(ev("map", 10, A, A + PAGE), ev("map", 11, A, A + PAGE, mm=MM2, tgid=200))
+    seen = {100: _Seen("work", ((A, A + 3 * PAGE),)), 200: _Seen("busy", ((A, A + 2 * PAGE),))}
+    kernel = FakeKernel([dict(seen), dict(seen)], {100: MM, 200: MM2})
+    kernel.events_during = [ev("map", 12, A + 9 * PAGE, A + 10 * PAGE, mm=MM2, tgid=200)]
+    kernel.install(monkeypatch)
+    r = resyncer()
+    r.on_loss()
+    out = run_pass(kernel, session, r)
+    assert [(rec["pid"], rec["vmas"], rec["ts"]) for rec in out] == [(100, [[A, A + 3 * PAGE]], 777)]
+    assert r.dirty == {200} and r.pending  # an event arrived for it while smaps was read
+    # the next pass: 200 is quiet now, and 100 (settled already) is not looked at again
+    kernel.reads = [{200: _Seen("busy", ((A, A + 2 * PAGE),))}] * 2
+    kernel.events_during = []
+    kernel.catch_ups = 0
+    out = run_pass(kernel, session, r)
+    assert [(rec["pid"], rec["vmas"]) for rec in out] == [(200, [[A, A + 2 * PAGE]])] and not r.pending
+
+
+def test_a_pass_during_which_events_were_lost_changes_nothing(monkeypatch: pytest.MonkeyPatch) -> None:
+    session = session_with(ev("map", 10, A, A + PAGE))
+    seen = {100: _Seen("work", ((A, A + 3 * PAGE),))}
+    kernel = FakeKernel([dict(seen), dict(seen)], {100: MM})
+    kernel.install(monkeypatch)
+    r = resyncer()
+    r.on_loss()
+
+    def losing() -> int:
+        kernel.lost += 1
+        return kernel.lost
+    assert r.run(session.model, lambda: None, losing, kernel.mm_of) == []
+    assert r.dirty_all and r.void_passes == 1
+
+
+def test_two_reads_that_differ_resync_nothing_and_agreeing_ones_already_right_write_nothing(
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    session = session_with(ev("map", 10, A, A + PAGE))
+    kernel = FakeKernel([{100: _Seen("work", ((A, A + 2 * PAGE),))}, {100: _Seen("work", ((A, A + PAGE),))}],
+                        {100: MM})
+    kernel.install(monkeypatch)
+    r = resyncer()
+    r.on_loss()
+    assert run_pass(kernel, session, r) == [] and r.dirty == {100}
+    kernel.reads = [{100: _Seen("work", ((A, A + PAGE),))}] * 2
+    assert run_pass(kernel, session, r) == [] and not r.pending  # the model is right: no record needed
+
+
+def test_an_exited_process_whose_teardown_was_lost_is_retired(monkeypatch: pytest.MonkeyPatch) -> None:
+    session = session_with(ev("map", 10, A, A + PAGE))
+    kernel = FakeKernel([{}, {}], {})
+    kernel.install(monkeypatch)
+    r = resyncer()
+    r.on_loss()
+    out = run_pass(kernel, session, r)
+    assert [(rec["pid"], rec.get("gone")) for rec in out] == [(100, True)]
+    for rec in out:
+        session.apply(rec)
+    assert session.model.spaces[0].exited and session.summary()["totals"]["live_bytes"] == 0
+
+
+def test_passes_wait_for_quiet_and_are_rate_limited() -> None:
+    now = [0.0]
+    r = Resyncer(["lo"], clock=lambda: now[0], quiet_s=0.5, min_gap_s=1.0, budget=0.05)
+    assert not r.due(now[0])  # nothing lost
+    r.on_loss()
+    assert not r.due(0.2)  # losses still coming
+    assert r.due(0.6)
+    r.next_at = 5.0  # set by a pass that took 0.2 s: 0.2 / 0.05 = 4 s later
+    assert not r.due(4.9) and r.due(5.0)
+
+
+def test_a_loss_the_tracer_reads_makes_a_resync_pending() -> None:
+    from test_tracer_losses import tracer
+    t = tracer("ring")
+    t._resync = resyncer()
+    t._read_counters(1)
+    assert not t._resync.pending
+    t._program.values["frame_stale"] = 1  # type: ignore[union-attr]
+    t._read_counters(2)
+    assert t._resync.pending and t.losses_seen() == 1
+
+
+def test_the_text_summary_says_why_it_is_incomplete() -> None:
+    from mpxtrace.render import summary_text
+    summary = session_with(ev("map", 1, A, A + PAGE)).summary()
+    assert "the tracer did not finish" in summary_text(summary)
+    summary.update(complete=False, skipped_records=3, ended=True)
+    text = summary_text(summary)
+    assert "3 damaged records skipped" in text and "did not finish" not in text and "killed" not in text
+    summary.update(lost_events=5, lost_by_source={"ring_buffer": 5}, resyncs=2)
+    assert "re-read from smaps after the losses (2 resyncs)" in summary_text(summary)
