@@ -88,7 +88,8 @@ struct mremap_call {
 	u64 flags;
 };
 BPF_HASH(mremaps, u64, struct mremap_call, 4096);
-#define MREMAP_DONTUNMAP_ 4 /* include/uapi/linux/mman.h, 5.7+ */
+/* include/uapi/linux/mman.h, 5.7+: e346b3813067 ("mm/mremap: add MREMAP_DONTUNMAP to mremap()") */
+#define MREMAP_DONTUNMAP_ 4
 #ifdef PID_FILTER
 BPF_HASH(pids, u32, u8, 1024);
 #endif
@@ -373,7 +374,9 @@ static __always_inline int on_merge_exit(void *ctx, u64 ret)
 
 #ifdef HOOK_VMG
 /* 6.12+: vma_merge_new_range(vmg) / vma_modify(vmg) take a struct vma_merge_struct, declared
- * in mm/vma.h (not in the headers package): fields are read at BTF offsets. */
+ * in mm/vma.h (not in the headers package): fields are read at BTF offsets (2f1c6611b0a8
+ * "mm: introduce vma_merge_struct and abstract vma_merge(),vma_modify()", cacded5e42b9
+ * "mm: avoid using vma_merge() for new VMAs"). */
 static __always_inline int on_vmg_enter(u64 vmg)
 {
 	return on_merge_enter(read_u64(vmg, OFF_VMG_MM), read_u64(vmg, OFF_VMG_START), read_u64(vmg, OFF_VMG_END),
@@ -531,7 +534,8 @@ static __always_inline int on_free(void *ctx, u64 vma)
 	struct frame *f = st ? top(st) : 0;
 	if (!(v.flags & TRACK_MASK)) {
 		/* VM_LOCKED can be gone by now although the memory carried it: 5.10's munmap clears it
-		 * (munlock_vma_pages_all) before the VMA is freed.  When tracing it, every free in an
+		 * (munlock_vma_pages_all, until a213e5cf71cb "mm/munlock: delete munlock_vma_pages_all(),
+		 * allow oomreap") before the VMA is freed.  When tracing it, every free in an
 		 * address space holding flagged memory is reported, except during teardown, where
 		 * MM_EXIT releases everything at once.  Other flags pay nothing for this. */
 		if (!(TRACK_MASK & CLEARED_BEFORE_FREE) || !is_tracked(v.mm) || (f && f->kind == FR_EXIT))

@@ -40,7 +40,9 @@ class FlagSpec:
     note: str
 
 
-# Values as in include/linux/mm.h on x86-64 (stable since their introduction unless noted).
+# Values as in include/linux/mm.h on x86-64 (stable since their introduction unless noted):
+# VM_WIPEONFORK from d2cd9ede6e19 ("mm,fork: introduce MADV_WIPEONFORK"), VM_SHADOW_STACK from
+# 54007f818206 ("mm: Introduce VM_SHADOW_STACK for shadow stack memory").
 KNOWN_FLAGS: Tuple[FlagSpec, ...] = (
     FlagSpec("VM_LOCKED", 0x00002000, "lo", "mmap(MAP_LOCKED), mlock()"),
     FlagSpec("VM_DONTCOPY", 0x00020000, "dc", "madvise(MADV_DONTFORK)"),
@@ -94,9 +96,10 @@ def resolve_mpx(
     """Resolve VM_MPX from the kernel's own mm.h and config (drgn's rule: probe, don't compare versions).
 
     The VM_MPX patch (3.19, shared/seeds) defines ``VM_MPX VM_ARCH_2`` for every x86 build;
-    4.14 ("x86,mpx: make mpx depend on x86-64 to free up VMA flag") moved it to
-    ``VM_HIGH_ARCH_4`` under CONFIG_X86_INTEL_MPX, else VM_NONE; 5.6 removed the config and
-    5.8 the macro.  Reading the header that matches the running kernel covers them all.
+    4.14 (df3735c5b40f "x86,mpx: make mpx depend on x86-64 to free up VMA flag") moved it to
+    ``VM_HIGH_ARCH_4`` under CONFIG_X86_INTEL_MPX, else VM_NONE; 5.6 removed the config
+    (45fc24e89b7c "x86/mpx: remove MPX from arch/x86") and 5.8 the macro.  Reading the header
+    that matches the running kernel covers them all.
     """
     release = platform.release()
     if headers_dir is None:

@@ -51,7 +51,9 @@ class FuncParam:
     name: str
     by_value_aggregate: bool  # a struct or union passed by value: fentry cannot take it on older kernels
     # a pointer to something other than a struct (struct vm_area_struct **, bool *): the 5.10
-    # verifier refuses fentry access to it ("arg0 type PTR is not a struct", seen in the lab)
+    # verifier refuses fentry access to it ("arg0 type PTR is not a struct", seen in the lab);
+    # bb6728d75611 ("bpf: Allow access to int pointer arguments in tracing programs") lets
+    # later kernels read int pointers as scalars
     non_struct_pointer: bool = False
 
 

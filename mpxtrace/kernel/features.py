@@ -57,7 +57,8 @@ class KernelFeatures:
     btf: Optional[Btf] = field(repr=False, default=None)
     headers_dir: Optional[Path] = None
     # CONFIG_KPROBE_EVENTS_ON_NOTRACE: without it a kprobe on a function ftrace cannot trace
-    # is refused with EINVAL (perf_event_mmap on Debian 5.10, seen in the lab)
+    # is refused with EINVAL (perf_event_mmap on Debian 5.10, seen in the lab); the check came
+    # with 45408c4f9250 ("tracing: kprobes: Prohibit probing on notrace function")
     kprobe_on_notrace: bool = False
     # "category:name" of the tracepoints in the categories the tracer uses (tracefs events/)
     tracepoints: FrozenSet[str] = frozenset()
@@ -72,7 +73,8 @@ class KernelFeatures:
 
     @property
     def ringbuf_supported(self) -> bool:
-        """The BPF ring buffer exists (5.8+); otherwise events go through per-CPU perf buffers."""
+        """The BPF ring buffer exists (5.8+: 457f44363a88 "bpf: Implement BPF ring buffer and
+        verifier support for it"); otherwise events go through per-CPU perf buffers."""
         return self.has_symbol("bpf_ringbuf_reserve") or bool(self.btf and self.btf.has_struct("bpf_ringbuf"))
 
     def has_tracepoint(self, category: str, name: str) -> bool:

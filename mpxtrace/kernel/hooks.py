@@ -43,7 +43,8 @@ HOOKS: Tuple[HookSpec, ...] = (
              "the VMA a new mapping ended up in after merging, even when notrace code merged it "
              "(vma_expand on 6.1)"),
     # vma_merge has 10-11 arguments: never fentry.  Argument positions: (mm, prev, addr, end,
-    # vm_flags, ...) up to 6.2; the vma-iterator conversion in 6.3 prepended vmi.
+    # vm_flags, ...) up to 6.2; the vma-iterator conversion in 6.3 prepended vmi (9760ebffbf55
+    # "mm: switch vma_merge(), split_vma(), and __split_vma to vma iterator").
     HookSpec("merge", ("vma_merge",),
              {"ARG_MERGE_MM": ("mm", 1), "ARG_MERGE_START": ("addr", 3), "ARG_MERGE_END": ("end", 4),
               "ARG_MERGE_FLAGS": ("vm_flags", 5)},
@@ -51,7 +52,9 @@ HOOKS: Tuple[HookSpec, ...] = (
              "merges and flag changes (mprotect, mlock, madvise, mremap) up to 6.11", fentry_ok=False,
              define="HOOK_VMA_MERGE"),
     # 6.12 split vma_merge into vma_merge_new_range / vma_merge_existing_range (static) behind
-    # vma_modify(), both taking a struct vma_merge_struct.
+    # vma_modify(), both taking a struct vma_merge_struct (2f1c6611b0a8 "mm: introduce
+    # vma_merge_struct and abstract vma_merge(),vma_modify()"; cacded5e42b9 "mm: avoid using
+    # vma_merge() for new VMAs").
     HookSpec("vmg", ("vma_merge_new_range", "vma_modify"), {}, "kp_vmg", "kr_merge",
              "merges and flag changes from 6.12 (struct vma_merge_struct)", every_symbol=True, define="HOOK_VMG"),
     HookSpec("split", ("__split_vma", "split_vma"), {"ARG_SPLIT_VMA": ("vma", 2), "ARG_SPLIT_ADDR": ("addr", 3)},
@@ -64,7 +67,10 @@ HOOKS: Tuple[HookSpec, ...] = (
              "every VMA's destruction: munmap, MAP_FIXED, mremap, exit, exec", required=True),
     HookSpec("exit", ("exit_mmap",), {}, "kp_exit_mmap", "kr_exit_mmap", "address-space teardown (exit, exec)"),
     # dup_userfaultfd() sees every VMA dup_mmap() copies; anon_vma_fork() skips VM_WIPEONFORK ones
-    # (glibc 2.41's getrandom state on 6.11+ is such a VM_NORESERVE mapping: seen in the 6.12 lab).
+    # (glibc 2.41's getrandom state on 6.11+ is such a VM_NORESERVE mapping: seen in the 6.12 lab;
+    # 4ad10a5f5f78 "random: introduce generic vDSO getrandom() implementation" and its
+    # MAP_DROPPABLE, 9651fcedf7b9 "mm: add MAP_DROPPABLE for designating always lazily freeable
+    # mappings").
     HookSpec("fork", ("dup_userfaultfd", "anon_vma_fork"), {"ARG_FORK_VMA": ("vma", 1)}, "kp_fork_vma", None,
              "VMAs a child inherits at fork (dup_mmap)"),
     # perf_event_mmap() reports stack growth too, but Debian's 5.10 builds it notrace (the lab
@@ -101,7 +107,8 @@ STRUCT_FIELDS: Dict[str, Tuple[str, Tuple[str, ...]]] = {
     "OFF_VMA_START": ("vm_area_struct", ("vm_start",)),
     "OFF_VMA_END": ("vm_area_struct", ("vm_end",)),
     "OFF_VMA_MM": ("vm_area_struct", ("vm_mm",)),
-    # vm_flags sits in an anonymous union from 6.3; newer kernels may only have vma_flags_t flags
+    # vm_flags sits in an anonymous union from 6.3 (bc292ab00f6c "mm: introduce vma->vm_flags
+    # wrapper functions"); newer kernels may only have vma_flags_t flags
     "OFF_VMA_FLAGS": ("vm_area_struct", ("vm_flags", "flags")),
     "OFF_VMA_PGOFF": ("vm_area_struct", ("vm_pgoff",)),
     "OFF_TASK_MM": ("task_struct", ("mm",)),
@@ -115,6 +122,7 @@ VMG_FIELDS: Dict[str, Tuple[str, Tuple[str, ...]]] = {
     "OFF_VMG_START": ("vma_merge_struct", ("start",)),
     "OFF_VMG_END": ("vma_merge_struct", ("end",)),
     "OFF_VMG_FLAGS": ("vma_merge_struct", ("vm_flags", "flags")),
+    "OFF_VMG_VMA": ("vma_merge_struct", ("vma",)),  # the VMA being changed: its old flags
 }
 
 
@@ -151,7 +159,7 @@ def _arg_positions(spec: HookSpec, symbol: str, features: KernelFeatures) -> Dic
     for define, (name, documented) in spec.args.items():
         position = names.index(name) + 1 if name in names else documented
         if spec.key == "merge" and name not in names and features.has_symbol("do_vmi_munmap"):
-            position = documented + 1  # 6.3+: vma_merge(vmi, mm, prev, addr, end, vm_flags, ...)
+            position = documented + 1  # 6.3+ (9760ebffbf55): vma_merge(vmi, mm, prev, addr, end, vm_flags, ...)
         out[define] = str(position)
     return out
 
@@ -197,6 +205,11 @@ def plan_hooks(features: KernelFeatures, attach: str) -> HookPlan:
             plan.defines.update(positions)
         if spec.define and plan.uses(spec.key):
             plan.defines[spec.define] = "1"
+    # munmap clears VM_LOCKED before vm_area_free where munlock_vma_pages_range() exists (up to
+    # a213e5cf71cb, "mm/munlock: delete munlock_vma_pages_all(), allow oomreap"): only there
+    # must every free in an address space holding locked memory be looked at.
+    if features.has_symbol("munlock_vma_pages_range"):
+        plan.defines["MUNLOCK_BEFORE_FREE"] = "1"
     # mremap() as the caller sees it (tracepoints on every kernel): the moved length and
     # MREMAP_DONTUNMAP for copy_vma, and growth in place, which no one function shows
     if all(features.has_tracepoint("syscalls", f"sys_{side}_mremap") for side in ("enter", "exit")):
