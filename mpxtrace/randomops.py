@@ -50,7 +50,6 @@ class _Actor:
     spaces: Dict[str, List[Page]] = field(default_factory=dict)
     brk: int = 0
     def_lock: str = ""
-    has_gd: bool = False
 
     @staticmethod
     def fresh(ident: int, threads: int) -> "_Actor":
@@ -384,7 +383,6 @@ class _Generator:
         self._set(actor, "A", off - hole - 1, 1, PLACEHOLDER)
         self._set(actor, "A", off - hole, hole, None)
         self._set(actor, "A", off, n, (self._extent(), "rw", create + "g", lock or actor.def_lock, ""))
-        actor.has_gd = True
         return ops
 
     def _op_grow(self, actor: _Actor) -> List[Op]:
