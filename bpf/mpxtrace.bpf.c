@@ -308,7 +308,8 @@ static __always_inline int on_mmap_exit(void *ctx, u64 ret)
 
 /* Called with the VMA a new mapping ended up in, merged or not (perf_event_mmap() at the end of
  * mmap_region on every kernel): the only view of merges done by notrace code such as
- * vma_expand() on 6.1. */
+ * vma_expand() on 6.1 (added by 4dd1b84140c1 "mm/mmap: use advanced maple tree API for
+ * mmap_region()"). */
 static __always_inline int on_final_vma(void *ctx, u64 vma)
 {
 	/* the common case, an unflagged VMA, costs one read: a new mapping without the flag

@@ -39,6 +39,8 @@ HOOKS: Tuple[HookSpec, ...] = (
              {"ARG_MMAP_ADDR": ("addr", 2), "ARG_MMAP_LEN": ("len", 3), "ARG_MMAP_FLAGS": ("vm_flags", 4)},
              "kp_mmap_region", "kr_mmap_region",
              "new mappings: vm_flags is argument 4 on every kernel since 3.19", required=True),
+    # vma_expand(), which merges new mappings on 6.1, came with 4dd1b84140c1 ("mm/mmap: use advanced
+    # maple tree API for mmap_region()").
     HookSpec("final_vma", ("perf_event_mmap",), {"ARG_FINAL_VMA": ("vma", 1)}, "kp_final_vma", None,
              "the VMA a new mapping ended up in after merging, even when notrace code merged it "
              "(vma_expand on 6.1)"),
