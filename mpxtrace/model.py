@@ -13,12 +13,18 @@ from __future__ import annotations
 
 from array import array
 from dataclasses import dataclass, field
-from typing import Dict, Iterable, List, Optional, Protocol, Tuple
+from typing import Callable, Dict, Iterable, List, Optional, Protocol, Tuple
 
 from .events import Record
 from .rangemap import RangeMap
 
-__all__ = ["Allocations", "ORIGINS", "AddressSpace", "Model", "Observer", "Anomaly"]
+__all__ = ["Allocations", "ORIGINS", "AddressSpace", "Model", "Observer", "Anomaly", "FoldedSpaces", "SPACE_COUNTS",
+           "EXITED_KEPT"]
+
+# Exited address spaces kept whole (for the per-process report); beyond this, the least busy
+# are folded into FoldedSpaces so a fork storm cannot grow memory without bound (issue 8).
+EXITED_KEPT = 1000
+SPACE_COUNTS = ("allocations", "allocated_bytes", "frees", "freed_bytes", "seeded_bytes", "merges", "splits", "moves")
 
 
 ORIGINS = ("mmap", "flag_set", "fork", "absorbed", "seed", "moved_in", "grown", "dontunmap")
@@ -152,14 +158,45 @@ class AddressSpace:
         return out
 
 
+@dataclass
+class FoldedSpaces:
+    """What exited address spaces that are no longer kept whole still count for: how many, and
+    the sums of their counts (their live bytes and VMAs are 0)."""
+
+    processes: int = 0
+    allocations: int = 0
+    allocated_bytes: int = 0
+    frees: int = 0
+    freed_bytes: int = 0
+    seeded_bytes: int = 0
+    merges: int = 0
+    splits: int = 0
+    moves: int = 0
+
+    def add(self, space: AddressSpace) -> None:
+        self.processes += 1
+        for name in SPACE_COUNTS:
+            setattr(self, name, getattr(self, name) + getattr(space, name))
+
+    def to_json(self) -> Dict[str, int]:
+        return {"processes": self.processes, **{name: getattr(self, name) for name in SPACE_COUNTS}}
+
+
 class Model:
     """Applies records to per-address-space state; ``mask`` decides what "flagged" means."""
 
-    def __init__(self, mask: int, observer: Optional[Observer] = None, self_pid: int = 0) -> None:
+    def __init__(self, mask: int, observer: Optional[Observer] = None, self_pid: int = 0,
+                 exited_kept: int = EXITED_KEPT) -> None:
         self.mask = mask
         self.observer: Observer = observer or _NullObserver()
         self.self_pid = self_pid
-        self.spaces: List[AddressSpace] = []  # every address space ever seen, in order
+        # every live address space and up to 2 * exited_kept exited ones, in the order first seen;
+        # the rest are folded (fold_exited)
+        self.spaces: List[AddressSpace] = []
+        self.folded = FoldedSpaces()
+        self.on_fold: List[Callable[[List[AddressSpace]], None]] = []  # told which spaces are dropped
+        self.exited_kept = exited_kept
+        self._fold_at = 2 * exited_kept + 1  # len(spaces) at which fold_exited runs next
         self._by_mm: Dict[int, AddressSpace] = {}
         self._seeds: Dict[int, AddressSpace] = {}  # pid -> seeded space not yet tied to an mm
         self._allocs = Allocations()
@@ -185,6 +222,33 @@ class Model:
     def live_spaces(self) -> List[AddressSpace]:
         return [s for s in self.spaces if not s.exited]
 
+    def totals(self) -> Dict[str, int]:
+        """Each of SPACE_COUNTS summed over every address space ever seen (folded ones too)."""
+        return {name: sum(getattr(s, name) for s in self.spaces) + getattr(self.folded, name)
+                for name in SPACE_COUNTS}
+
+    def _add_space(self, space: AddressSpace) -> None:
+        self.spaces.append(space)
+        if len(self.spaces) >= self._fold_at:
+            self.fold_exited()
+
+    def fold_exited(self) -> None:
+        """Keep the `exited_kept` busiest exited spaces (allocated + seeded bytes; the earlier on
+        a tie), fold the others into `folded` and drop them.  Runs when the list has grown by
+        `exited_kept` since the last time: amortised O(1) a space, whoever marked them exited."""
+        exited = [i for i, s in enumerate(self.spaces) if s.exited]
+        if len(exited) > self.exited_kept:
+            spaces = self.spaces
+            busiest = sorted(exited, key=lambda i: (-(spaces[i].allocated_bytes + spaces[i].seeded_bytes), i))
+            dropped = set(busiest[self.exited_kept:])
+            gone = [spaces[i] for i in sorted(dropped)]
+            for space in gone:
+                self.folded.add(space)
+            spaces[:] = [s for i, s in enumerate(spaces) if i not in dropped]
+            for hook in self.on_fold:
+                hook(gone)
+        self._fold_at = len(self.spaces) + max(self.exited_kept, 1)
+
     # -- seeds ------------------------------------------------------------------------------
     def _seed(self, rec: Record) -> None:
         pid = int(rec["pid"])
@@ -196,7 +260,7 @@ class Model:
                 self._by_mm[int(mm)] = space
             else:
                 self._seeds[pid] = space
-            self.spaces.append(space)
+            self._add_space(space)
         start, end, flags = int(rec["start"]), int(rec["end"]), int(rec["flags"])
         space.vmas.carve(start, end)
         space.vmas.insert(start, end, flags)
@@ -226,7 +290,7 @@ class Model:
             else:
                 owned = bool(rec.get("owner")) and kind != "fork"
                 space = AddressSpace(mm, tgid if owned else 0, str(rec.get("comm", "")) if owned else "")
-                self.spaces.append(space)
+                self._add_space(space)
             self._by_mm[mm] = space
         if rec.get("owner") and kind != "fork":
             # An address space belongs to the first process seen running in it: a vfork child

@@ -129,13 +129,23 @@ class Session:
         self.drift: List[Record] = []
         self.resyncs = 0  # resync records: the picture re-read from smaps after lost events (resync.py)
         self.resident: Optional[Record] = None  # the latest resident sample, if the tracer took any
-        # where the current interval began: event and lost totals, per-space counts (by id: the
-        # model keeps every space for the whole session, so ids stay unique)
+        # where the current interval began: event and lost totals, per-space counts (by id: a
+        # space the model drops is forgotten here at once, so ids stay unique), and what spaces
+        # the model dropped during the interval counted in it (folded)
         self.intervals = 0
         self._window_start_ns = int(header["start_ns"])
         self._window_events = 0
         self._window_lost: Dict[str, int] = {}
         self._window_counts: Dict[int, Tuple[int, ...]] = {}
+        self._window_folded = dict.fromkeys(_WINDOW_COUNTS, 0)
+        self.model.on_fold.append(self._forget)
+
+    def _forget(self, spaces: List[AddressSpace]) -> None:
+        """The model folded these exited spaces: what they did this interval stays in its totals."""
+        for space in spaces:
+            before = self._window_counts.pop(id(space), (0,) * len(_WINDOW_COUNTS))
+            for name, b in zip(_WINDOW_COUNTS, before):
+                self._window_folded[name] += getattr(space, name) - b
 
     def apply(self, rec: Record) -> None:
         self.records += 1
@@ -172,7 +182,9 @@ class Session:
         start = self.stats.start_ns if cumulative else self._window_start_ns
         seconds = max(end - start, 1) / 1e9
         processes = []
-        window_totals = dict.fromkeys(_WINDOW_COUNTS, 0)
+        folded = self.model.folded
+        window_totals = ({name: getattr(folded, name) for name in _WINDOW_COUNTS} if cumulative
+                         else dict(self._window_folded))
         for space in self.model.spaces:
             now_counts = tuple(getattr(space, name) for name in _WINDOW_COUNTS)
             before = (0,) * len(_WINDOW_COUNTS) if cumulative else self._window_counts.get(id(space), (0,) * 4)
@@ -217,6 +229,7 @@ class Session:
         self._window_start_ns = end
         self._window_events = self.model.events
         self._window_lost = dict(self.lost)
+        self._window_folded = dict.fromkeys(_WINDOW_COUNTS, 0)
         self.stats.reset_window()
         return rec
 
@@ -234,6 +247,7 @@ class Session:
     def summary(self) -> Record:
         end = self.end_ns if self.end_ns is not None else self.last_ns
         spaces = self.model.spaces
+        totals = self.model.totals()
         return {
             "type": "summary",
             "version": SUMMARY_VERSION,
@@ -246,14 +260,16 @@ class Session:
             "totals": {
                 "live_bytes": sum(s.live_bytes for s in spaces),
                 "live_vmas": sum(s.live_vmas for s in spaces),
-                "allocations": sum(s.allocations for s in spaces),
-                "allocated_bytes": sum(s.allocated_bytes for s in spaces),
-                "frees": sum(s.frees for s in spaces),
-                "freed_bytes": sum(s.freed_bytes for s in spaces),
+                "allocations": totals["allocations"],
+                "allocated_bytes": totals["allocated_bytes"],
+                "frees": totals["frees"],
+                "freed_bytes": totals["freed_bytes"],
                 "merges": self.stats.merges,
                 "allocations_by_origin": dict(sorted(self.stats.by_origin.items())),
             },
+            # live spaces and the busiest exited ones; the other exited ones summed (model.FoldedSpaces)
             "processes": [s.to_json() for s in spaces],
+            "exited_folded": self.model.folded.to_json(),
             "histograms": {
                 "allocation_size": self.stats.sizes.to_json(),
                 "lifetime": self.stats.lifetimes.to_json(),

@@ -86,8 +86,9 @@ class MetricsView:
                 values["resident_bytes"] = float(sample["resident_bytes"])
             data.processes.append(([str(space.pid), space.comm, mm], values))
         spaces = session.model.spaces
+        totals = session.model.totals()  # exited spaces the model folded count too: counters never go down
         for name in ("allocations", "frees", "allocated_bytes", "freed_bytes"):
-            data.counters[name] = float(sum(getattr(s, name) for s in spaces))
+            data.counters[name] = float(totals[name])
         data.counters["events"] = float(session.model.events)
         data.lost = dict.fromkeys(_loss_sources(session), 0.0)  # at 0 from the start, so increase() sees the first
         data.lost.update({k: float(v) for k, v in session.lost.items()})
