@@ -43,7 +43,13 @@ static __always_inline u32 frame_index(u64 d)
 }
 /* PAGE_SHIFT_, VM_LOCKED_MASK_ (VM_LOCKED | VM_LOCKONFAULT) and VM_ACCOUNT_ come from
  * mpxtrace/flags.py as -D values: Python owns the flag values. */
+/* MUNLOCK_BEFORE_FREE (planned where munlock_vma_pages_range exists): munmap clears VM_LOCKED
+ * before the VMA is freed, so a free cannot be judged by its flags alone. */
+#ifdef MUNLOCK_BEFORE_FREE
 #define CLEARED_BEFORE_FREE VM_LOCKED_MASK_
+#else
+#define CLEARED_BEFORE_FREE 0ULL
+#endif
 
 enum frame_kind { FR_NONE = 0, FR_MMAP = 1, FR_MERGE = 2, FR_COPY = 3, FR_EXIT = 4, FR_GROW = 5 };
 #define PAGE_SIZE_ (1ULL << PAGE_SHIFT_)
@@ -121,6 +127,19 @@ static __always_inline void read_vma(u64 vma, struct vma_view *v)
 	/* vm_flags_t, or the first word of the vma_flags_t bitmap that replaces it */
 	v->flags = read_u64(vma, OFF_VMA_FLAGS);
 }
+
+/* Under fentry the verifier knows each argument's BTF type: a field at its BTF offset is one
+ * plain load (checked against BTF, a fault caught by the JIT's exception table), where
+ * bpf_probe_read is a helper call.  Only for pointers straight from fentry arguments (and
+ * the pointer fields loaded from them); kprobes see raw registers and use read_u64. */
+#define BTF_U64(ptr, off) (*(u64 *)((ptr) + (off)))
+#define BTF_VMA(vma, v)                                      \
+	do {                                                  \
+		(v)->mm = BTF_U64(vma, OFF_VMA_MM);           \
+		(v)->start = BTF_U64(vma, OFF_VMA_START);     \
+		(v)->end = BTF_U64(vma, OFF_VMA_END);         \
+		(v)->flags = BTF_U64(vma, OFF_VMA_FLAGS);     \
+	} while (0)
 
 static __always_inline u64 current_mm(void)
 {
@@ -284,7 +303,7 @@ static __always_inline struct frame *top(struct thread_frames *st)
 }
 
 /* ---- handlers -------------------------------------------------------------------------- */
-static __always_inline int sync_vma(void *ctx, u64 vma);
+static __always_inline int sync_view(void *ctx, const struct vma_view *v);
 
 /* mmap_region(file, addr, len, vm_flags, pgoff[, uf]): vm_flags is final but for VM_ACCOUNT
  * and VM_SOFTDIRTY, which never carry the tracked bits' meaning. */
@@ -309,29 +328,25 @@ static __always_inline int on_mmap_exit(void *ctx, u64 ret)
 /* Called with the VMA a new mapping ended up in, merged or not (perf_event_mmap() at the end of
  * mmap_region on every kernel): the only view of merges done by notrace code such as
  * vma_expand() on 6.1 (added by 4dd1b84140c1 "mm/mmap: use advanced maple tree API for
- * mmap_region()"). */
-static __always_inline int on_final_vma(void *ctx, u64 vma)
+ * mmap_region()").  The wrappers read the VMA only when it carries the flag (the common
+ * case, an unflagged VMA, costs one read: a new mapping without the flag pushed no frame, and
+ * growth without it is not ours). */
+static __always_inline int on_final_vma(void *ctx, const struct vma_view *v)
 {
-	/* the common case, an unflagged VMA, costs one read: a new mapping without the flag
-	 * pushed no frame, and growth without it is not ours */
-	if (!(read_u64(vma, OFF_VMA_FLAGS) & TRACK_MASK))
-		return 0;
 	u64 id = bpf_get_current_pid_tgid();
 	struct thread_frames *st = frames_of(id, 0);
 	struct frame *f = st ? top(st) : 0;
 	if (f && f->kind == FR_MMAP) {
-		struct vma_view v = {};
-		read_vma(vma, &v);
-		if (v.mm == f->mm && v.start <= f->start && f->end <= v.end) {
-			f->ext_start = v.start;
-			f->ext_end = v.end;
+		if (v->mm == f->mm && v->start <= f->start && f->end <= v->end) {
+			f->ext_start = v->start;
+			f->ext_end = v->end;
 		}
 		return 0;
 	}
 	/* Outside mmap_region the same call reports a VMA that grew in place: brk
 	 * (do_brk_flags) and stack growth (expand_downwards/expand_upwards), on every kernel.
 	 * Its extent is final here: the kernel states it. */
-	return sync_vma(ctx, vma);
+	return sync_view(ctx, v);
 }
 
 /* A merge attempt: [start, end) is about to carry `flags` (mprotect, mlock, madvise, mremap,
@@ -377,22 +392,30 @@ static __always_inline int on_merge_exit(void *ctx, u64 ret)
 /* 6.12+: vma_merge_new_range(vmg) / vma_modify(vmg) take a struct vma_merge_struct, declared
  * in mm/vma.h (not in the headers package): fields are read at BTF offsets (2f1c6611b0a8
  * "mm: introduce vma_merge_struct and abstract vma_merge(),vma_modify()", cacded5e42b9
- * "mm: avoid using vma_merge() for new VMAs"). */
+ * "mm: avoid using vma_merge() for new VMAs").  It names the VMA
+ * being changed (vmg->vma; none for a new range), so a change where neither that VMA nor the
+ * new flags carry the flag is dropped here: a neighbour merges only when its flags equal the
+ * new ones, so no flagged memory is involved. */
+static __always_inline int on_vmg(u64 mm, u64 start, u64 end, u64 flags, u64 old_flags)
+{
+	if (!((flags | old_flags) & TRACK_MASK))
+		return 0;
+	push(FR_MERGE, mm, start, end, flags, 0, 0);
+	return 0;
+}
+
 static __always_inline int on_vmg_enter(u64 vmg)
 {
-	return on_merge_enter(read_u64(vmg, OFF_VMG_MM), read_u64(vmg, OFF_VMG_START), read_u64(vmg, OFF_VMG_END),
-			      read_u64(vmg, OFF_VMG_FLAGS));
+	u64 vma = read_u64(vmg, OFF_VMG_VMA);
+	return on_vmg(read_u64(vmg, OFF_VMG_MM), read_u64(vmg, OFF_VMG_START), read_u64(vmg, OFF_VMG_END),
+		      read_u64(vmg, OFF_VMG_FLAGS), vma ? read_u64(vma, OFF_VMA_FLAGS) : 0);
 }
 #endif
 
-/* __split_vma(.., vma, addr, new_below): a boundary appears at addr. */
-static __always_inline int on_split(void *ctx, u64 vma, u64 addr)
+/* __split_vma(.., vma, addr, new_below): a boundary appears at addr (a flagged VMA only). */
+static __always_inline int on_split(void *ctx, const struct vma_view *v, u64 addr)
 {
-	if (!(read_u64(vma, OFF_VMA_FLAGS) & TRACK_MASK))
-		return 0;
-	struct vma_view v = {};
-	read_vma(vma, &v);
-	emit(ctx, EV_SPLIT, v.mm, v.start, v.end, v.flags, 0, 0, addr, 0);
+	emit(ctx, EV_SPLIT, v->mm, v->start, v->end, v->flags, 0, 0, addr, 0);
 	return 0;
 }
 
@@ -459,13 +482,18 @@ static __always_inline int on_copy_exit(void *ctx, u64 ret)
 
 /* Stack growth, expand_downwards(vma, address): where perf_event_mmap() cannot be probed
  * (Debian 5.10 builds it notrace), the VMA's new extent is read when the call returns. */
+static __always_inline int sync_view(void *ctx, const struct vma_view *v)
+{
+	if ((v->flags & TRACK_MASK) && v->end > v->start)
+		emit(ctx, EV_SYNC, v->mm, v->start, v->end, v->flags, v->start, v->end, 0, 0);
+	return 0;
+}
+
 static __always_inline int sync_vma(void *ctx, u64 vma)
 {
 	struct vma_view v = {};
 	read_vma(vma, &v);
-	if ((v.flags & TRACK_MASK) && v.end > v.start)
-		emit(ctx, EV_SYNC, v.mm, v.start, v.end, v.flags, v.start, v.end, 0, 0);
-	return 0;
+	return sync_view(ctx, &v);
 }
 
 static __always_inline int on_grow_enter(u64 vma)
@@ -519,15 +547,16 @@ static __always_inline int on_mremap_exit(void *ctx, u64 ret)
 }
 
 /* vm_area_free(vma): every VMA ends here.  Freed by a merge, its range lives on in a
- * neighbour; freed otherwise (munmap, MAP_FIXED, mremap source, exit, exec) it is gone. */
-static __always_inline int on_free(void *ctx, u64 vma)
+ * neighbour; freed otherwise (munmap, MAP_FIXED, mremap source, exit, exec) it is gone.
+ * The common case, an unflagged VMA, costs the wrappers one read and no map lookup. */
+static __always_inline int free_wanted(u64 flags)
 {
-	/* the common case, an unflagged VMA, costs one read */
-	u64 flags = read_u64(vma, OFF_VMA_FLAGS);
-	if (!(flags & TRACK_MASK) && !(TRACK_MASK & CLEARED_BEFORE_FREE))
-		return 0;
-	struct vma_view v = {};
-	read_vma(vma, &v);
+	return (flags & TRACK_MASK) || (TRACK_MASK & CLEARED_BEFORE_FREE);
+}
+
+static __always_inline int on_free(void *ctx, const struct vma_view *vv)
+{
+	struct vma_view v = *vv;
 	if (v.end <= v.start)
 		return 0;
 	u64 id = bpf_get_current_pid_tgid();
@@ -536,9 +565,9 @@ static __always_inline int on_free(void *ctx, u64 vma)
 	if (!(v.flags & TRACK_MASK)) {
 		/* VM_LOCKED can be gone by now although the memory carried it: 5.10's munmap clears it
 		 * (munlock_vma_pages_all, until a213e5cf71cb "mm/munlock: delete munlock_vma_pages_all(),
-		 * allow oomreap") before the VMA is freed.  When tracing it, every free in an
-		 * address space holding flagged memory is reported, except during teardown, where
-		 * MM_EXIT releases everything at once.  Other flags pay nothing for this. */
+		 * allow oomreap") before the VMA is freed.  When tracing it there, every free in
+		 * an address space holding flagged memory is reported, except during teardown, where
+		 * MM_EXIT releases everything at once.  Other flags and kernels pay nothing for this. */
 		if (!(TRACK_MASK & CLEARED_BEFORE_FREE) || !is_tracked(v.mm) || (f && f->kind == FR_EXIT))
 			return 0;
 	}
@@ -573,15 +602,12 @@ static __always_inline int on_exit_mmap_exit(void *ctx)
 
 /* fork: dup_mmap() runs in the parent and hands every copied VMA to dup_userfaultfd(child_vma, ..)
  * (anon_vma_fork() where userfaultfd is compiled out, which misses VM_WIPEONFORK copies). */
-static __always_inline int on_fork_vma(void *ctx, u64 vma)
+/* dup_mmap() clears VM_LOCKED|VM_LOCKONFAULT on the child's copy right after this call */
+#define FORK_KEEPS(flags) ((flags) & ~VM_LOCKED_MASK_ & TRACK_MASK)
+
+static __always_inline int on_fork_vma(void *ctx, const struct vma_view *v)
 {
-	/* dup_mmap() clears VM_LOCKED|VM_LOCKONFAULT on the child's copy right after this call */
-	if (!(read_u64(vma, OFF_VMA_FLAGS) & ~CLEARED_BEFORE_FREE & TRACK_MASK))
-		return 0;
-	struct vma_view v = {};
-	read_vma(vma, &v);
-	v.flags &= ~CLEARED_BEFORE_FREE;
-	emit(ctx, EV_FORK, v.mm, v.start, v.end, v.flags, 0, 0, current_mm(), 0);
+	emit(ctx, EV_FORK, v->mm, v->start, v->end, v->flags & ~VM_LOCKED_MASK_, 0, 0, current_mm(), 0);
 	return 0;
 }
 
@@ -653,7 +679,19 @@ int kp_mmap_region(struct pt_regs *ctx)
 	return on_mmap_enter(KARG(ARG_MMAP_ADDR), KARG(ARG_MMAP_LEN), KARG(ARG_MMAP_FLAGS));
 }
 int kr_mmap_region(struct pt_regs *ctx) { return on_mmap_exit(ctx, PT_REGS_RC(ctx)); }
-int kp_final_vma(struct pt_regs *ctx) { return on_final_vma(ctx, KARG(ARG_FINAL_VMA)); }
+/* VMA hooks read the flags first and the rest only for a VMA that matters */
+#define KP_VMA(vma, v, wanted)                               \
+	struct vma_view v = {};                               \
+	v.flags = read_u64(vma, OFF_VMA_FLAGS);               \
+	if (!(wanted))                                        \
+		return 0;                                     \
+	read_vma(vma, &v)
+
+int kp_final_vma(struct pt_regs *ctx)
+{
+	KP_VMA(KARG(ARG_FINAL_VMA), v, v.flags & TRACK_MASK);
+	return on_final_vma(ctx, &v);
+}
 #ifdef HOOK_VMA_MERGE
 int kp_vma_merge(struct pt_regs *ctx)
 {
@@ -669,7 +707,8 @@ int kp_vmg(struct pt_regs *ctx) { return on_vmg_enter(KARG(1)); }
 #endif
 int kp_split(struct pt_regs *ctx)
 {
-	return on_split(ctx, KARG(ARG_SPLIT_VMA), KARG(ARG_SPLIT_ADDR));
+	KP_VMA(KARG(ARG_SPLIT_VMA), v, v.flags & TRACK_MASK);
+	return on_split(ctx, &v, KARG(ARG_SPLIT_ADDR));
 }
 int kp_copy_vma(struct pt_regs *ctx)
 {
@@ -679,10 +718,18 @@ int kp_copy_vma(struct pt_regs *ctx)
 		KARG(ARG_COPY_PGOFF));
 }
 int kr_copy_vma(struct pt_regs *ctx) { return on_copy_exit(ctx, PT_REGS_RC(ctx)); }
-int kp_free(struct pt_regs *ctx) { return on_free(ctx, KARG(1)); }
+int kp_free(struct pt_regs *ctx)
+{
+	KP_VMA(KARG(1), v, free_wanted(v.flags));
+	return on_free(ctx, &v);
+}
 int kp_exit_mmap(struct pt_regs *ctx) { return on_exit_mmap_enter(KARG(1)); }
 int kr_exit_mmap(struct pt_regs *ctx) { return on_exit_mmap_exit(ctx); }
-int kp_fork_vma(struct pt_regs *ctx) { return on_fork_vma(ctx, KARG(ARG_FORK_VMA)); }
+int kp_fork_vma(struct pt_regs *ctx)
+{
+	KP_VMA(KARG(ARG_FORK_VMA), v, FORK_KEEPS(v.flags));
+	return on_fork_vma(ctx, &v);
+}
 int kp_grow(struct pt_regs *ctx) { return on_grow_enter(KARG(ARG_GROW_VMA)); }
 int kr_grow(struct pt_regs *ctx) { return on_grow_exit(ctx); }
 int kp_new_task(struct pt_regs *ctx) { return on_new_task(ctx, KARG(1)); }
@@ -701,6 +748,18 @@ int kp_seed_mm(struct pt_regs *ctx) { return on_task_statm(KARG(ARG_SEED_MM)); }
 #define FARGS(n) FARGS_(n)
 #define FARG_(n) a##n
 #define FARG(n) FARG_(n)
+/* the fentry counterpart of KP_VMA, by typed loads */
+#define FE_VMA(vma, v, wanted)                               \
+	struct vma_view v = {};                               \
+	v.flags = BTF_U64(vma, OFF_VMA_FLAGS);                \
+	if (!(wanted))                                        \
+		return 0;                                     \
+	BTF_VMA(vma, &v)
+/* the fentry counterpart of on_vmg_enter, by typed loads */
+#define FE_VMG(vmg)                                                                       \
+	on_vmg(BTF_U64(vmg, OFF_VMG_MM), BTF_U64(vmg, OFF_VMG_START), BTF_U64(vmg, OFF_VMG_END), \
+	       BTF_U64(vmg, OFF_VMG_FLAGS),                                                \
+	       BTF_U64(vmg, OFF_VMG_VMA) ? BTF_U64(BTF_U64(vmg, OFF_VMG_VMA), OFF_VMA_FLAGS) : 0)
 
 #ifdef FENTRY_mmap_region
 KFUNC_PROBE(mmap_region, FARGS(NARGS_mmap_region))
@@ -718,18 +777,19 @@ KRETFUNC_PROBE(mmap_region, FARGS(NARGS_mmap_region), long ret)
 #ifdef FENTRY_perf_event_mmap
 KFUNC_PROBE(perf_event_mmap, FARGS(NARGS_perf_event_mmap))
 {
-	return on_final_vma(ctx, FARG(ARG_FINAL_VMA));
+	FE_VMA(FARG(ARG_FINAL_VMA), v, v.flags & TRACK_MASK);
+	return on_final_vma(ctx, &v);
 }
 #endif
 #ifdef FENTRY_vma_merge_new_range
-KFUNC_PROBE(vma_merge_new_range, FARGS(NARGS_vma_merge_new_range)) { return on_vmg_enter(a1); }
+KFUNC_PROBE(vma_merge_new_range, FARGS(NARGS_vma_merge_new_range)) { return FE_VMG(a1); }
 KRETFUNC_PROBE(vma_merge_new_range, FARGS(NARGS_vma_merge_new_range), long ret)
 {
 	return on_merge_exit(ctx, (u64)ret);
 }
 #endif
 #ifdef FENTRY_vma_modify
-KFUNC_PROBE(vma_modify, FARGS(NARGS_vma_modify)) { return on_vmg_enter(a1); }
+KFUNC_PROBE(vma_modify, FARGS(NARGS_vma_modify)) { return FE_VMG(a1); }
 KRETFUNC_PROBE(vma_modify, FARGS(NARGS_vma_modify), long ret)
 {
 	return on_merge_exit(ctx, (u64)ret);
@@ -738,13 +798,15 @@ KRETFUNC_PROBE(vma_modify, FARGS(NARGS_vma_modify), long ret)
 #ifdef FENTRY___split_vma
 KFUNC_PROBE(__split_vma, FARGS(NARGS___split_vma))
 {
-	return on_split(ctx, FARG(ARG_SPLIT_VMA), FARG(ARG_SPLIT_ADDR));
+	FE_VMA(FARG(ARG_SPLIT_VMA), v, v.flags & TRACK_MASK);
+	return on_split(ctx, &v, FARG(ARG_SPLIT_ADDR));
 }
 #endif
 #ifdef FENTRY_split_vma
 KFUNC_PROBE(split_vma, FARGS(NARGS_split_vma))
 {
-	return on_split(ctx, FARG(ARG_SPLIT_VMA), FARG(ARG_SPLIT_ADDR));
+	FE_VMA(FARG(ARG_SPLIT_VMA), v, v.flags & TRACK_MASK);
+	return on_split(ctx, &v, FARG(ARG_SPLIT_ADDR));
 }
 #endif
 #ifdef FENTRY_copy_vma
@@ -758,7 +820,11 @@ KFUNC_PROBE(copy_vma, FARGS(NARGS_copy_vma))
 KRETFUNC_PROBE(copy_vma, FARGS(NARGS_copy_vma), long ret) { return on_copy_exit(ctx, (u64)ret); }
 #endif
 #ifdef FENTRY_vm_area_free
-KFUNC_PROBE(vm_area_free, FARGS(NARGS_vm_area_free)) { return on_free(ctx, a1); }
+KFUNC_PROBE(vm_area_free, FARGS(NARGS_vm_area_free))
+{
+	FE_VMA(a1, v, free_wanted(v.flags));
+	return on_free(ctx, &v);
+}
 #endif
 #ifdef FENTRY_exit_mmap
 KFUNC_PROBE(exit_mmap, FARGS(NARGS_exit_mmap)) { return on_exit_mmap_enter(a1); }
@@ -770,13 +836,15 @@ KRETFUNC_PROBE(exit_mmap, FARGS(NARGS_exit_mmap)) /* void: no ret */
 #ifdef FENTRY_dup_userfaultfd
 KFUNC_PROBE(dup_userfaultfd, FARGS(NARGS_dup_userfaultfd))
 {
-	return on_fork_vma(ctx, FARG(ARG_FORK_VMA));
+	FE_VMA(FARG(ARG_FORK_VMA), v, FORK_KEEPS(v.flags));
+	return on_fork_vma(ctx, &v);
 }
 #endif
 #ifdef FENTRY_anon_vma_fork
 KFUNC_PROBE(anon_vma_fork, FARGS(NARGS_anon_vma_fork))
 {
-	return on_fork_vma(ctx, FARG(ARG_FORK_VMA));
+	FE_VMA(FARG(ARG_FORK_VMA), v, FORK_KEEPS(v.flags));
+	return on_fork_vma(ctx, &v);
 }
 #endif
 #ifdef FENTRY_task_statm

@@ -36,11 +36,12 @@ KERNEL_510 = {
     "vm_area_free": ["vma"], "exit_mmap": ["mm"], "anon_vma_fork": ["vma", "pvma"], "wake_up_new_task": ["p"],
     "dup_userfaultfd": ["vma", "fcs"],
     "perf_event_mmap": ["vma"],
+    "munlock_vma_pages_range": ["vma", "start", "end"],
 }
 KERNEL_612 = dict(KERNEL_510, vma_merge_new_range=["vmg"], vma_modify=["vmg"],
                   __split_vma=["vmi", "vma", "addr", "new_below"])
-del KERNEL_612["vma_merge"]
-VMG = {"vma_merge_struct": {"mm": 0, "start": 48, "end": 56, "flags": 64}}
+del KERNEL_612["vma_merge"], KERNEL_612["munlock_vma_pages_range"]
+VMG = {"vma_merge_struct": {"mm": 0, "vma": 40, "start": 48, "end": 56, "flags": 64}}
 TRAMPOLINE_SYMBOL = "bpf_trampoline_link_prog"  # what BCC's support_kfunc() looks for
 RINGBUF_SYMBOL = "bpf_ringbuf_reserve"
 

@@ -137,3 +137,14 @@ def test_confidentiality_lockdown_allows_neither_fentry_nor_kprobes() -> None:
     assert not locked.can_fentry("mmap_region") and not locked.can_kprobe("mmap_region")
     with pytest.raises(PlanError):
         plan_hooks(locked, "auto")
+
+
+def test_vm_locked_frees_are_judged_by_flags_only_where_munmap_keeps_them() -> None:
+    # munlock_vma_pages_range (5.10) clears VM_LOCKED before vm_area_free; later kernels keep it
+    assert plan_hooks(features(KERNEL_510), "auto").defines.get("MUNLOCK_BEFORE_FREE") == "1"
+    assert "MUNLOCK_BEFORE_FREE" not in plan_hooks(features(KERNEL_612, fields=VMG), "auto").defines
+
+
+def test_vmg_hooks_read_the_changed_vma_old_flags() -> None:
+    plan = plan_hooks(features(KERNEL_612, fields=VMG), "auto")
+    assert plan.defines["OFF_VMG_VMA"] == "40"
