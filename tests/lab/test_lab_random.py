@@ -36,6 +36,29 @@ def _seeds() -> List[int]:
 
 
 SEEDS = {flag: _seeds() for flag in FLAGS}
+
+# Issue 6's real-time program: mlockall(MCL_CURRENT|MCL_FUTURE), then every kind of growth a
+# locked program makes (heap by brk from two threads, main-thread stack through C frames, a
+# region by mremap in place, a MAP_GROWSDOWN mapping by touching below it), a heap shrink and
+# munlockall, compared with smaps after each.  Runs in the random test's boot, beside its seeds.
+MLOCKALL_JOB = "mlockall-growth"
+MLOCKALL_OPS: List[Dict[str, Any]] = [
+    {"op": "start", "child": 0},
+    {"op": "lockall", "a": 0, "t": 0, "kind": "cf"}, {"op": "check", "n": 1},
+    {"op": "brk", "a": 0, "t": 0, "delta": 8}, {"op": "check", "n": 2},
+    {"op": "recurse", "a": 0, "t": 0, "depth": 480}, {"op": "check", "n": 3},
+    {"op": "unmap", "a": 0, "t": 0, "sp": "A", "off": 100, "n": 16},
+    {"op": "map", "a": 0, "t": 0, "sp": "A", "off": 100, "n": 4, "prot": "rw", "mf": ""},
+    {"op": "remap", "a": 0, "t": 0, "sp": "A", "off": 100, "n": 4, "new": 12, "mode": "inplace"},
+    {"op": "check", "n": 4},
+    {"op": "unmap", "a": 0, "t": 0, "sp": "A", "off": 200, "n": 6},
+    {"op": "map", "a": 0, "t": 0, "sp": "A", "off": 206, "n": 2, "prot": "rw", "mf": "g"},
+    {"op": "grow", "a": 0, "t": 0, "sp": "A", "off": 203}, {"op": "check", "n": 5},
+    {"op": "threads", "a": 0, "n": 2},
+    {"op": "brk", "a": 0, "t": 1, "delta": 5}, {"op": "brk", "a": 0, "t": 0, "delta": -9}, {"op": "check", "n": 6},
+    {"op": "unlockall", "a": 0, "t": 0}, {"op": "check", "n": 7},
+    {"op": "exit", "a": 0},
+]
 _reports: Dict[str, Dict[str, Any]] = {}
 
 
@@ -50,7 +73,8 @@ def guest_report(kernel: str, tmp_path_factory: pytest.TempPathFactory) -> Dict[
     if kernel not in _reports:
         print(f"\nrandom lifecycles on {kernel}: seeds {SEEDS}")
         spec = {"count": COUNT, "parallel": PARALLEL,
-                "jobs": [{"flag": flag, "seed": seed} for flag in FLAGS for seed in SEEDS[flag]]}
+                "jobs": [{"flag": flag, "seed": seed} for flag in FLAGS for seed in SEEDS[flag]]
+                + [{"flag": "VM_LOCKED", "ops": MLOCKALL_OPS, "name": MLOCKALL_JOB}]}
         out = tmp_path_factory.mktemp(f"random-{kernel}")
         report, result = guest_json(kernel, ["python3", "tests/lab/random_guest.py", json.dumps(spec)], MARK, out, 900,
                                f"seeds {SEEDS}; ")
@@ -67,7 +91,7 @@ def _jobs(report: Dict[str, Any], kernel: str) -> List[Dict[str, Any]]:
     for group in report["groups"]:
         assert "error" not in group, (f"{group['flag']}: {group['error']}\n{group.get('stderr_tail', '')}\n"
                                       f"{_replay(kernel)}")
-    jobs = [job for group in report["groups"] for job in group["jobs"]]
+    jobs = [job for group in report["groups"] for job in group["jobs"] if job.get("name") != MLOCKALL_JOB]
     assert sorted((j["flag"], j["seed"]) for j in jobs) == sorted((f, s) for f in FLAGS for s in SEEDS[f]), \
         f"not every seed ran; {_replay(kernel)}"
     return jobs
@@ -123,6 +147,21 @@ def test_random_lifecycles_match_smaps_vma_by_vma(kernel: str, tmp_path_factory:
     assert diverged == {}, (f"tracer vs smaps on {kernel} (first differences per seed; op_index is the "
                             f"checkpoint's position in the operation list): {json.dumps(diverged, indent=1)}\n"
                             f"{_replay(kernel)}")
+
+
+@pytest.mark.lab
+@pytest.mark.parametrize("kernel", KERNELS)
+def test_mlockall_program_growth_matches_smaps_at_every_checkpoint(
+        kernel: str, tmp_path_factory: pytest.TempPathFactory) -> None:
+    report = guest_report(kernel, tmp_path_factory)
+    _jobs(report, kernel)
+    [job] = [j for g in report["groups"] for j in g["jobs"] if j.get("name") == MLOCKALL_JOB]
+    assert "error" not in job and "failed" not in job and job.get("exit") == 0, job
+    outcomes = job["results"]
+    assert len(outcomes) == len(MLOCKALL_OPS) and all(r.startswith("ok") for r in outcomes), \
+        f"not every growth happened: {list(zip((o['op'] for o in MLOCKALL_OPS), outcomes))}"
+    assert job["checks"] == 7 and job["flagged_seen"] >= 7, f"checkpoints compared: {job['checks']}"
+    assert job["diff_count"] == 0, f"tracer vs smaps under mlockall on {kernel}: {json.dumps(job['diffs'], indent=1)}"
 
 
 @pytest.mark.lab
