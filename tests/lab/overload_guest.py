@@ -1,0 +1,174 @@
+"""Runs INSIDE a lab guest: exact under overload (issue 9 item 1).
+
+`mpxtrace trace --flag VM_NORESERVE` with a deliberately small stream buffer (--buffer-pages 2)
+under stress-ng's mmap, mremap and madvise stressors, which overflow it, beside three churners
+that map, split (mprotect, partial munmap) and free VM_NORESERVE memory without pause, so
+that lost events are events about flagged VMAs (stress-ng's stressors hold little of it).  At each checkpoint
+the load is stopped (SIGSTOP to its process group) and the tracer's live picture, asked for
+with SIGUSR1, is compared with /proc/PID/smaps, process by process and VMA by VMA, until they
+match or CONVERGE_S passes; then the load goes on.  At the end the tracer is stopped (SIGINT)
+and its log copied to /mnt/out for the host to replay.  One JSON document between markers
+says what happened; the host test asserts.  Plain Python 3.9, no pytest.
+
+    python3 tests/lab/overload_guest.py [--no-resync]
+"""
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+from typing import Any, Dict, List, Tuple
+
+ROOT = Path(__file__).resolve().parents[2]
+sys.path.insert(0, str(ROOT / "bench"))
+sys.path.insert(0, str(ROOT))
+from guest_tools import Mpxtrace  # noqa: E402
+
+from mpxtrace.smaps import scan  # noqa: E402
+
+MARK = "=====MPXTRACE-OVERLOAD-JSON====="
+FLAG, MNEMONIC = "VM_NORESERVE", "nr"
+BUFFER_PAGES = "2"  # 8 KiB of ring: stress-ng overflows it at once
+LOAD_S = 10.0  # load per checkpoint
+CHECKPOINTS = 2
+CONVERGE_S = 40.0  # after the load stops, how long the tracer may take to catch up
+OUT = Path("/mnt/out")
+LOG = Path("/tmp/overload.ndjson")
+
+CHURNERS = 3
+CHURN = """
+import random, sys
+from mpxtrace import workload as w
+rng = random.Random(int(sys.argv[1]))
+RW = w.PROT_READ | w.PROT_WRITE
+held = []
+while True:
+    op = rng.random()
+    if len(held) < 8 or (op < 0.4 and len(held) < 64):
+        pages = rng.randint(1, 32)
+        held.append((w.mmap(0, pages, RW, w.MAP_NORESERVE), pages))
+    elif op < 0.7:
+        addr, pages = held.pop(rng.randrange(len(held)))
+        w.munmap(addr, pages)
+    elif op < 0.85:
+        addr, pages = held[rng.randrange(len(held))]
+        if pages > 2:
+            w.mprotect(addr + w.PAGE, 1, w.PROT_READ if rng.random() < 0.5 else RW)
+    else:
+        i = rng.randrange(len(held))
+        addr, pages = held[i]
+        if pages > 1:
+            w.munmap(addr + (pages - 1) * w.PAGE, 1)
+            held[i] = (addr, pages - 1)
+"""
+
+Picture = Dict[int, List[Tuple[int, int]]]
+
+
+def kernel_picture(skip: int) -> Picture:
+    return {p.pid: sorted((v.start, v.end) for v in p.vmas) for p in scan([MNEMONIC], skip=(skip,))}
+
+
+def tracer_picture(snapshot: Dict[str, Any]) -> Picture:
+    out: Picture = {}
+    for proc in snapshot.get("processes", []):
+        if proc.get("exited") or not proc.get("live_vmas"):
+            continue
+        vmas = [(int(s, 16), int(e, 16)) for s, e in proc.get("vmas", [])]
+        out.setdefault(int(proc["pid"] or 0), []).extend(vmas)
+    return {pid: sorted(v) for pid, v in out.items()}
+
+
+def differences(mine: Picture, kernel: Picture) -> List[Dict[str, Any]]:
+    out = []
+    for pid in sorted(set(mine) | set(kernel)):
+        a, b = mine.get(pid, []), kernel.get(pid, [])
+        if a != b:
+            out.append({"pid": pid, "tracer_bytes": sum(e - s for s, e in a), "tracer_vmas": len(a),
+                        "smaps_bytes": sum(e - s for s, e in b), "smaps_vmas": len(b),
+                        "only_tracer": len(set(a) - set(b)), "only_smaps": len(set(b) - set(a))})
+    return out
+
+
+def snapshot(tracer: Mpxtrace, timeout: float = 20.0) -> Dict[str, Any]:
+    seen = len(tracer.lines)
+    tracer.proc.send_signal(signal.SIGUSR1)
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        for line in tracer.lines[seen:]:
+            if '"type":"snapshot"' in line:
+                rec: Dict[str, Any] = json.loads(line)
+                return rec
+        time.sleep(0.2)
+    raise RuntimeError("the tracer did not answer SIGUSR1")
+
+
+def checkpoint(tracer: Mpxtrace, load: "subprocess.Popen[str]") -> Dict[str, Any]:
+    os.killpg(load.pid, signal.SIGSTOP)
+    stopped = time.monotonic()
+    result: Dict[str, Any] = {"matched": False}
+    while True:
+        time.sleep(2.0)
+        snap = snapshot(tracer)
+        mine, kernel = tracer_picture(snap), kernel_picture(tracer.proc.pid)
+        diff = differences(mine, kernel)
+        result.update(lost_events=snap.get("lost_events"), processes=len(kernel),
+                      smaps_bytes=sum(e - s for v in kernel.values() for s, e in v),
+                      smaps_vmas=sum(len(v) for v in kernel.values()),
+                      mismatched=len(diff), mismatches=diff[:10], waited_s=round(time.monotonic() - stopped, 1))
+        if not diff:
+            result["matched"] = True
+            return result
+        if time.monotonic() - stopped > CONVERGE_S:
+            return result
+
+
+def main() -> None:
+    extra = ["--no-resident", "--buffer-pages", BUFFER_PAGES, "--log", str(LOG)] + sys.argv[1:]
+    if LOG.exists():
+        LOG.unlink()
+    report: Dict[str, Any] = {"kernel": os.uname().release, "flag": FLAG, "buffer_pages": int(BUFFER_PAGES),
+                              "extra": extra, "checkpoints": []}
+    tracer = Mpxtrace((FLAG,), "auto", tuple(extra))
+    load = subprocess.Popen(["stress-ng", "--mmap", "2", "--mremap", "2", "--madvise", "1", "--timeout", "600s",
+                             "--quiet"], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, cwd="/tmp",
+                            preexec_fn=os.setpgrp)  # its own process group: stopped and resumed as one
+    # one process group with stress-ng: stopped and resumed together
+    churners = [subprocess.Popen([sys.executable, "-c", CHURN, str(seed)], cwd=str(ROOT),
+                                 preexec_fn=lambda: os.setpgid(0, load.pid)) for seed in range(CHURNERS)]
+    try:
+        for i in range(CHECKPOINTS):
+            if i:
+                os.killpg(load.pid, signal.SIGCONT)
+            time.sleep(LOAD_S)
+            result = checkpoint(tracer, load)
+            print(f"checkpoint {i}: {result}", flush=True)
+            report["checkpoints"].append(result)
+    except Exception as err:  # noqa: BLE001 - reported to the host, which fails the test
+        report["error"] = repr(err)
+    finally:
+        os.killpg(load.pid, signal.SIGKILL)
+        os.killpg(load.pid, signal.SIGCONT)
+        load.wait()
+        for proc in churners:
+            proc.wait()
+    time.sleep(2.0)
+    report["tracer_exit"] = tracer.stop()
+    report["stderr"] = tracer.stderr()[-3000:]
+    report["summary"] = tracer.record("summary")
+    report["peak_rss_mib"] = round((tracer.peak_rss_kib or 0) / 1024, 1)
+    if OUT.is_dir() and LOG.exists():
+        shutil.copy(LOG, OUT / LOG.name)
+        report["log"] = LOG.name
+    print(MARK)
+    print(json.dumps(report))
+    print(MARK)
+
+
+if __name__ == "__main__":
+    main()
