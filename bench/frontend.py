@@ -36,6 +36,7 @@ sys.path.insert(0, str(HERE.parent))
 sys.path.insert(0, str(HERE))
 from model_throughput import MASK, stream  # noqa: E402
 
+from mpxtrace.eventlog import LOG_VERSION  # noqa: E402
 from mpxtrace.model import Allocations, Model  # noqa: E402
 from mpxtrace.rangemap import RangeMap  # noqa: E402
 from mpxtrace.stats import Session  # noqa: E402
@@ -43,7 +44,7 @@ from mpxtrace.stats import Session  # noqa: E402
 PAGE = 4096
 TOP = 0x7FFF00000000  # where descending maps start, as the kernel's top-down allocator does
 MM0 = 0xFFFF888000000000
-HEADER: Dict[str, Any] = {"type": "header", "format": "mpxtrace-log", "version": 1, "start_ns": 0,
+HEADER: Dict[str, Any] = {"type": "header", "format": "mpxtrace-log", "version": LOG_VERSION, "start_ns": 0,
                           "interval_ns": 10**9, "mask": MASK, "names": ["VM_LOCKED"], "mnemonics": ["lo"]}
 
 

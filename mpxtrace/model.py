@@ -317,9 +317,14 @@ class Model:
             return
         start, end, flags = int(rec["start"]), int(rec["end"]), int(rec["flags"])
         ext: Optional[Tuple[int, int]] = (int(rec["ext"][0]), int(rec["ext"][1])) if "ext" in rec else None
+        # an `ext` equal to the range changed says nothing new: no merge happened
+        if ext == (start, end):
+            ext = None
         if kind == "map":
+            # whatever was there is gone (MAP_FIXED); then the range is one VMA, all of it born now
             self._release(space, start, end, ts)
-            self._add(space, start, end, flags, "mmap", ts)
+            space.vmas.insert(start, end, flags)
+            space.pieces.insert(start, end, self._new_alloc(space, end - start, ts, "mmap"))
             if ext:
                 self._assert_vma(space, ext[0], ext[1], flags, ts, (start, end))
         elif kind == "flags":

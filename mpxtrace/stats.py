@@ -150,6 +150,13 @@ class Session:
     def apply(self, rec: Record) -> None:
         self.records += 1
         kind = rec.get("type")
+        if kind == "event":  # nearly every record: straight to the model
+            self.model.events += 1
+            self.model._event(rec)
+            ts = int(rec["ts"])
+            if ts > self.last_ns:
+                self.last_ns = ts
+            return
         if kind == "lost":
             source = str(rec.get("source", "kernel"))
             self.lost[source] = self.lost.get(source, 0) + int(rec["count"])
