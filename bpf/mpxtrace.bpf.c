@@ -79,7 +79,10 @@ BPF_RINGBUF_OUTPUT(events, RINGBUF_PAGES);
 BPF_PERF_OUTPUT(events);
 #endif
 BPF_ARRAY(counters, u64, CNT_MAX);
-BPF_HASH(frames, u64, struct thread_frames, 16384);
+/* A thread's entry stays when its depth returns to 0: an insert and a delete per flagged call
+ * cost more than the lookup that finds it again.  LRU makes room for new threads by dropping
+ * idle ones (an entry in use was touched by its push, microseconds ago). */
+BPF_TABLE("lru_hash", u64, struct thread_frames, frames, 16384);
 BPF_PERCPU_ARRAY(frame_init, struct thread_frames, 1);
 BPF_HASH(tracked, u64, u8, 65536); /* address spaces holding flagged memory */
 BPF_ARRAY(seed_mm, u64, 1);         /* the mm behind the /proc/PID/statm we read last */
@@ -200,7 +203,8 @@ static __always_inline void emit_ctx(void *ctx, u32 kind, u64 mm, u64 start, u64
 		.ctx = ctx_bits | (cur_mm == mm ? EVCTX_OWNER : 0),
 	};
 	bpf_get_current_comm(&e.comm, sizeof(e.comm));
-	if (kind != EV_TASK && kind != EV_MM_EXIT) {
+	if (kind != EV_TASK && kind != EV_MM_EXIT && !is_tracked(mm)) {
+		/* a lookup first: an update, even of an existing key, costs an element swap */
 		u8 one = 1;
 		if (tracked.update(&mm, &one) != 0)
 			counters.increment(CNT_MAP_FULL);
@@ -288,8 +292,6 @@ static __always_inline int pop(u64 kind, u64 mm, struct frame *out) /* mm 0: any
 		counters.increment(CNT_FRAME_STALE, d - 1 - found);
 	__builtin_memcpy(out, &st->f[frame_index(found)], sizeof(*out));
 	st->depth = found;
-	if (found == 0)
-		frames.delete(&id);
 	return 1;
 }
 
