@@ -13,8 +13,10 @@ process from smaps and corrects the model, at a moment it can prove the read is 
 - a process that is still busy stays pending and is tried again at the next pass.
 
 Passes are rate-limited: after losses have been quiet for ``quiet_s``, at most one per
-``min_gap_s`` and within a ``budget`` share of the time (two smaps reads of every process
-holding flagged memory cost tens of milliseconds, more under emulation).
+``min_gap_s`` and within a ``budget`` share of the time, but never more than ``max_gap_s``
+apart while something is pending (two smaps reads of every process holding flagged memory
+cost tens of milliseconds; under emulation a process with thousands of VMAs takes seconds).
+A retry reads only the processes still pending.
 
 A resync record: ``{"type": "resync", "ts", "pid", "comm", "mm"?, "within": [lo, hi],
 "vmas": [[start, end], ...], "gone"?}`` says "in [lo, hi) this process's flagged VMAs are
@@ -196,7 +198,8 @@ class Resyncer:
     pids: Sequence[int] = ()  # -p: only these (and the processes the model already follows)
     quiet_s: float = 0.5  # no new loss for this long before a pass: one during a loss burst would be void
     min_gap_s: float = 1.0
-    budget: float = 0.05  # share of the time passes may take
+    budget: float = 0.1  # share of the time passes may take...
+    max_gap_s: float = 10.0  # ...unless that would leave the picture wrong for longer than this
     clock: Callable[[], float] = time.monotonic
     clock_ns: Callable[[], int] = time.monotonic_ns
     sleep: Callable[[float], None] = time.sleep
@@ -236,7 +239,7 @@ class Resyncer:
         finally:
             self._window_mms = None
             cost = self.clock() - started
-            self.next_at = self.clock() + max(self.min_gap_s, cost / self.budget)
+            self.next_at = self.clock() + min(self.max_gap_s, max(self.min_gap_s, cost / self.budget))
 
     def _pass(self, model: Model, catch_up: Callable[[], None], losses_seen: Callable[[], int],
               mm_of: Callable[[int], Optional[int]]) -> List[Record]:
@@ -244,10 +247,15 @@ class Resyncer:
         lost_before = losses_seen()
         self._window_mms, self._window_pids = set(), set()
         scope: Optional[List[int]] = None
-        if self.pids:
+        if not self.dirty_all:
+            scope = sorted(self.dirty)  # a retry: only the processes still pending
+        elif self.pids:
             scope = sorted(set(self.pids) | {s.pid for s in model.live_spaces() if s.pid})
         first = _read_kernel(self.mnemonics, scope, self.skip)
         catch_up()
+        if losses_seen() != lost_before:
+            self.void_passes += 1
+            return []  # lost again already: the second read would be wasted
         second = _read_kernel(self.mnemonics, scope, self.skip)
         ts = self.clock_ns()
         self.sleep(self.settle_s)

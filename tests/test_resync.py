@@ -148,10 +148,15 @@ class FakeKernel:
         self.lost = 0
         self.events_during: List[Dict[str, Any]] = []  # applied at the first catch-up inside the pass
         self.catch_ups = 0
+        self.scopes: List[Optional[List[int]]] = []
 
     def install(self, monkeypatch: pytest.MonkeyPatch) -> None:
-        monkeypatch.setattr(resync, "_read_kernel", lambda mnemonics, pids, skip: self.reads.pop(0))
+        monkeypatch.setattr(resync, "_read_kernel", self._read)
         monkeypatch.setattr(resync, "process_alive", lambda pid: pid in self.alive)
+
+    def _read(self, mnemonics: Sequence[str], pids: Optional[Sequence[int]], skip: Sequence[int]) -> Dict[int, _Seen]:
+        self.scopes.append(None if pids is None else list(pids))
+        return self.reads.pop(0)
 
     def mm_of(self, pid: int) -> Optional[int]:
         return self.mms.get(pid)
@@ -188,6 +193,7 @@ def test_a_pass_resyncs_settled_processes_and_keeps_busy_ones_pending(monkeypatc
     kernel.catch_ups = 0
     out = run_pass(kernel, session, r)
     assert [(rec["pid"], rec["vmas"]) for rec in out] == [(200, [[A, A + 2 * PAGE]])] and not r.pending
+    assert kernel.scopes == [None, None, [200], [200]]  # the retry read only the pending process
 
 
 def test_a_pass_during_which_events_were_lost_changes_nothing(monkeypatch: pytest.MonkeyPatch) -> None:
@@ -240,6 +246,20 @@ def test_passes_wait_for_quiet_and_are_rate_limited() -> None:
     assert r.due(0.6)
     r.next_at = 5.0  # set by a pass that took 0.2 s: 0.2 / 0.05 = 4 s later
     assert not r.due(4.9) and r.due(5.0)
+
+
+def test_a_costly_pass_delays_the_next_one_at_most_max_gap(monkeypatch: pytest.MonkeyPatch) -> None:
+    session = session_with(ev("map", 10, A, A + PAGE))
+    kernel = FakeKernel([{}, {}], {}, alive=[100])
+    kernel.install(monkeypatch)
+    now = [0.0]
+
+    def slow_catch_up() -> None:
+        now[0] += 1.0  # three catch-ups: a 3 s pass
+    r = Resyncer(["lo"], clock=lambda: now[0], sleep=lambda s: None, budget=0.1, max_gap_s=10.0)
+    r.on_loss()
+    r.run(session.model, slow_catch_up, lambda: 0, kernel.mm_of)
+    assert r.next_at == now[0] + 10.0  # not 3 / 0.1 = 30 s
 
 
 def test_a_loss_the_tracer_reads_makes_a_resync_pending() -> None:

@@ -36,7 +36,7 @@ FLAG, MNEMONIC = "VM_NORESERVE", "nr"
 BUFFER_PAGES = "2"  # 8 KiB of ring: stress-ng overflows it at once
 LOAD_S = 10.0  # load per checkpoint
 CHECKPOINTS = 2
-CONVERGE_S = 40.0  # after the load stops, how long the tracer may take to catch up
+CONVERGE_S = 60.0  # after the load stops, how long the tracer may take to catch up
 OUT = Path("/mnt/out")
 LOG = Path("/tmp/overload.ndjson")
 
