@@ -183,9 +183,28 @@ class LogReader:
             self._source.close()
 
 
+def _fast_decoder() -> Optional[Callable[[bytes], object]]:
+    """msgspec's JSON decoder when installed (extra `fast`: about twice as fast as the json
+    module on log lines); None, and the standard library alone, otherwise (lab guests)."""
+    try:
+        from msgspec.json import Decoder
+    except ImportError:
+        return None
+    decode: Callable[[bytes], object] = Decoder().decode
+    return decode
+
+
+_fast_decode = _fast_decoder()
+
+
 def _parse(line: bytes) -> object:
     if len(line) > MAX_LINE:
         raise RecordError(f"line longer than {MAX_LINE} bytes")
+    if _fast_decode is not None:
+        try:
+            return _fast_decode(line)
+        except Exception:  # noqa: BLE001 - any failure: the standard library decides, and says what is wrong
+            pass  # (it also takes what msgspec refuses: lone surrogate escapes, NaN, 1e400)
     try:
         text = line.decode("utf-8")
     except UnicodeDecodeError as err:
