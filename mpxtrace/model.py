@@ -280,6 +280,8 @@ class Model:
         space = self._by_mm.get(mm)
         tgid = int(rec.get("tgid", 0))
         kind = rec["kind"]
+        if space is not None and tgid == space.pid and rec.get("comm") == space.comm:
+            return space  # the usual event: its owner again, nothing to learn
         if space is None:
             seeded = self._seeds.get(tgid) if kind not in ("fork", "task") and tgid != self.self_pid else None
             if seeded is not None:

@@ -26,7 +26,7 @@ class Log2Histogram:
         self.total = 0
 
     def add(self, value: int) -> None:
-        key = max(0, int(value)).bit_length()
+        key = value.bit_length() if value > 0 else 0
         self.buckets[key] = self.buckets.get(key, 0) + 1
         self.count += 1
         self.total += value
