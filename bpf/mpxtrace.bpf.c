@@ -243,6 +243,13 @@ static __always_inline struct frame *push(u64 kind, u64 mm, u64 start, u64 end, 
 	if (!st)
 		return 0;
 	u64 d = st->depth;
+	/* mmap_region, copy_vma, exit_mmap and expand_downwards never run inside one another or
+	 * inside a merge: frames found under one are left by a return we never saw (a kretprobe
+	 * miss, or an fexit the kernel skipped while a preempted task ran it on this CPU). */
+	if (kind != FR_MERGE && d > 0) {
+		counters.increment(CNT_FRAME_STALE, d);
+		d = 0;
+	}
 	if (d >= MAX_DEPTH) {
 		counters.increment(CNT_FRAME_OVERFLOW);
 		return 0;
@@ -338,6 +345,12 @@ static __always_inline int on_final_vma(void *ctx, const struct vma_view *v)
 	u64 id = bpf_get_current_pid_tgid();
 	struct thread_frames *st = frames_of(id, 0);
 	struct frame *f = st ? top(st) : 0;
+	if (f && f->kind == FR_MERGE && st->depth >= 2 && st->f[frame_index(st->depth - 2)].kind == FR_MMAP) {
+		/* perf_event_mmap() never runs inside a merge: that merge's return was not seen */
+		counters.increment(CNT_FRAME_STALE);
+		st->depth -= 1;
+		f = top(st);
+	}
 	if (f && f->kind == FR_MMAP) {
 		if (v->mm == f->mm && v->start <= f->start && f->end <= v->end) {
 			f->ext_start = v->start;
@@ -379,7 +392,9 @@ static __always_inline int on_merge_exit(void *ctx, u64 ret)
 	u64 id = bpf_get_current_pid_tgid();
 	struct thread_frames *st = frames_of(id, 0);
 	struct frame *outer = st ? top(st) : 0;
-	if (outer && (outer->kind == FR_MMAP || outer->kind == FR_COPY)) {
+	/* ...whose new range is the merge's own (anything else is a frame left by a lost return) */
+	if (outer && (outer->kind == FR_MMAP || outer->kind == FR_COPY) && outer->mm == f.mm &&
+	    outer->start <= f.start && f.end <= outer->end) {
 		if (ext_end) {
 			outer->ext_start = ext_start;
 			outer->ext_end = ext_end;
@@ -573,11 +588,13 @@ static __always_inline int on_free(void *ctx, const struct vma_view *vv)
 		if (!(TRACK_MASK & CLEARED_BEFORE_FREE) || !is_tracked(v.mm) || (f && f->kind == FR_EXIT))
 			return 0;
 	}
-	if (f) {
-		if (f->kind == FR_MERGE || f->kind == FR_COPY)
+	if (f && f->mm == v.mm) {
+		/* a merge frees the neighbours it absorbs: they touch its range (a frame whose range
+		 * this VMA does not touch was left by a lost return, and the free is a real one) */
+		if ((f->kind == FR_MERGE || f->kind == FR_COPY) && v.end >= f->start && v.start <= f->end)
 			return 0;
 		/* in mmap_region: inside the new range it is MAP_FIXED replacing memory; next to it, a merge */
-		if (f->kind == FR_MMAP && (v.end <= f->start || v.start >= f->end))
+		if (f->kind == FR_MMAP && (v.end == f->start || v.start == f->end))
 			return 0;
 	}
 	emit(ctx, EV_UNMAP, v.mm, v.start, v.end, v.flags, 0, 0, 0, 0);

@@ -13,6 +13,7 @@ from typing import Any, Callable, Dict, List, Optional, Sequence
 from .flags import PAGE_SHIFT, VM_ACCOUNT, VM_LOCKED_MASK, TrackedFlags
 from .kernel.features import TRACEFS_DIRS, KernelFeatures
 from .kernel.hooks import HookPlan, plan_hooks, struct_offsets
+from .kernel.proginfo import recursion_misses
 
 __all__ = ["bpf_dir", "ProgramConfig", "LoadedProgram", "build_config", "load_program", "import_bcc", "BccMissing"]
 
@@ -129,6 +130,17 @@ class LoadedProgram:
             return sum(int(parts[2]) for parts in (line.split() for line in text.splitlines())
                        if len(parts) == 3 and parts[0].endswith(tag) and parts[2].isdigit())
         return 0
+
+    def programs_skipped(self) -> int:
+        """Runs of our programs the kernel skipped because the same program was already running on
+        that CPU (bpf_prog_info.recursion_misses, 5.12+): on kernels that preempt in kernel mode, a
+        task preempted inside an fentry/fexit program makes the others on its CPU skip it."""
+        total = 0
+        for func in list(getattr(self.bpf, "funcs", {}).values()):
+            fd = getattr(func, "fd", None)
+            if isinstance(fd, int) and fd >= 0:
+                total += recursion_misses(fd) or 0
+        return total
 
     def counters(self) -> List[int]:
         table = self.bpf["counters"]

@@ -173,9 +173,11 @@ class Tracer:
             self._lost_reported = lost
         # Other ways an event goes missing, each counted where it happens: nesting deeper than
         # the per-thread frame stack, frames whose return never came (unwound), a full kernel
-        # map, and kprobes/kretprobes the kernel skipped (maxactive, recursion).
+        # map, kprobes/kretprobes the kernel skipped (maxactive, recursion), and runs of our
+        # programs the kernel skipped because one was already running on the CPU (preempted).
         values["probe_missed"] = self._program.probe_misses()
-        for counter in ("frame_overflow", "frame_stale", "map_full", "probe_missed"):
+        values["program_skipped"] = self._program.programs_skipped()
+        for counter in ("frame_overflow", "frame_stale", "map_full", "probe_missed", "program_skipped"):
             new = values[counter] - self._counted.get(counter, 0)
             if new > 0:
                 self._pending.append({"type": "lost", "ts": now, "source": counter, "count": new})

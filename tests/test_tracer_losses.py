@@ -15,12 +15,16 @@ class FakeProgram:
         self.values = dict.fromkeys(COUNTERS, 0)
 
         self.misses = 0
+        self.skipped = 0
 
     def counters(self) -> List[int]:
         return [self.values[name] for name in COUNTERS]
 
     def probe_misses(self) -> int:
         return self.misses
+
+    def programs_skipped(self) -> int:
+        return self.skipped
 
 
 def tracer(buffer: str) -> Tracer:
@@ -96,3 +100,21 @@ def test_stale_frames_full_maps_and_probe_misses_are_each_a_loss_source() -> Non
     t._program.misses = 6  # type: ignore[union-attr]
     t._read_counters(3)
     assert sorted(lost(t)) == [("frame_stale", 3), ("map_full", 1), ("probe_missed", 2), ("probe_missed", 4)]
+
+
+def test_programs_the_kernel_skipped_are_a_loss_source() -> None:
+    """A preempted fentry/fexit program makes the kernel skip the others on its CPU: counted."""
+    t = tracer("ring")
+    t._program.skipped = 2  # type: ignore[union-attr]
+    t._read_counters(1)
+    t._program.skipped = 7  # type: ignore[union-attr]
+    t._read_counters(2)
+    t._read_counters(3)
+    assert lost(t) == [("program_skipped", 2), ("program_skipped", 5)]
+
+
+def test_recursion_misses_sits_where_the_kernel_uapi_puts_it() -> None:
+    """struct bpf_prog_info: recursion_misses follows run_time_ns and run_cnt at byte 208."""
+    from mpxtrace.kernel.proginfo import RECURSION_MISSES_OFFSET, recursion_misses
+    assert RECURSION_MISSES_OFFSET == 208
+    assert recursion_misses(-1) is None  # a bad fd: no figure, no exception
