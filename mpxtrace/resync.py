@@ -208,7 +208,6 @@ class Resyncer:
     dirty: Set[int] = field(default_factory=set)  # pids still to resync after a pass
     last_loss: float = -math.inf
     next_at: float = 0.0
-    passes: int = 0
     void_passes: int = 0  # passes during which events were lost again
     _window_mms: Optional[Set[int]] = None
     _window_pids: Set[int] = field(default_factory=set)
@@ -233,7 +232,6 @@ class Resyncer:
     def run(self, model: Model, catch_up: Callable[[], None], losses_seen: Callable[[], int],
             mm_of: Callable[[int], Optional[int]]) -> List[Record]:
         started = self.clock()
-        self.passes += 1
         try:
             return self._pass(model, catch_up, losses_seen, mm_of)
         finally:
