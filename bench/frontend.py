@@ -36,7 +36,7 @@ sys.path.insert(0, str(HERE.parent))
 sys.path.insert(0, str(HERE))
 from model_throughput import MASK, stream  # noqa: E402
 
-from mpxtrace.eventlog import LOG_VERSION  # noqa: E402
+from mpxtrace.eventlog import LOG_VERSION, _fast_decode  # noqa: E402
 from mpxtrace.model import Allocations, Model  # noqa: E402
 from mpxtrace.rangemap import RangeMap  # noqa: E402
 from mpxtrace.stats import Session  # noqa: E402
@@ -184,8 +184,14 @@ def report(n: int) -> Dict[str, float]:
         t_report = seconds(lambda: subprocess.run(
             [sys.executable, "-m", "mpxtrace", "report", "--json", str(log)],
             check=True, stdout=subprocess.DEVNULL, cwd=str(HERE.parent)))
-    return {"events": n, "json_loads_s": t_decode, "report_s": t_report, "report_per_s": n / t_report,
-            "report_over_json_loads": t_report / t_decode}
+        # what a lab guest runs: the standard library's decoder only (no extra `fast`)
+        t_stdlib = seconds(lambda: subprocess.run(
+            [sys.executable, "-c", "import sys, mpxtrace.eventlog as log; log._fast_decode = None; "
+             "from mpxtrace.cli import main; main(sys.argv[1:])", "report", "--json", str(log)],
+            check=True, stdout=subprocess.DEVNULL, cwd=str(HERE.parent)))
+    return {"events": n, "decoder": "msgspec" if _fast_decode is not None else "json", "json_loads_s": t_decode,
+            "report_s": t_report, "report_per_s": n / t_report, "report_over_json_loads": t_report / t_decode,
+            "report_stdlib_decoder_s": t_stdlib, "report_stdlib_over_json_loads": t_stdlib / t_decode}
 
 
 # -- the suite ---------------------------------------------------------------------------------------
@@ -234,8 +240,10 @@ def main() -> None:
           f"{t['json_decode_per_s']:,.0f}/s -> apply/decode {t['apply_over_decode']:.2f}x")
 
     r = results["report"] = report(1_000_000 // scale)
-    print(f"{r['events']:>9,} events: mpxtrace report {r['report_s']:.1f} s ({r['report_per_s']:,.0f}/s) vs "
-          f"json.loads of the lines {r['json_loads_s']:.1f} s -> report/json {r['report_over_json_loads']:.2f}x")
+    print(f"{r['events']:>9,} events: mpxtrace report {r['report_s']:.1f} s ({r['report_per_s']:,.0f}/s, {r['decoder']} "
+          f"decoder) vs json.loads of the lines {r['json_loads_s']:.1f} s -> report/json {r['report_over_json_loads']:.2f}x; "
+          f"standard library decoder only {r['report_stdlib_decoder_s']:.1f} s -> "
+          f"{r['report_stdlib_over_json_loads']:.2f}x")
 
     # issue 9's goals, read against the figures above (reported, not asserted)
     biggest = results["map_order"][str(200_000 // scale)]["descending_over_ascending"]
