@@ -146,7 +146,8 @@ class LoadedProgram:
         table = self.bpf["counters"]
         return [int(table[table.Key(i)].value) for i in range(len(table))]
 
-    def open_buffer(self, on_event: Callable[[Any], None], on_lost: Callable[[int], None]) -> None:
+    def open_buffer(self, on_event: Callable[[Any], int], on_lost: Callable[[int], None]) -> None:
+        """`on_event` returns 0, or a negative number to end the current ring-buffer poll early."""
         table = self.bpf["events"]
         if self.config.buffer == "ring":
             table.open_ring_buffer(lambda _ctx, data, _size: on_event(data))

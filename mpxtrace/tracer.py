@@ -29,6 +29,11 @@ from .verify import drift_records
 __all__ = ["TraceOptions", "Tracer", "make_header"]
 
 REORDER_MARGIN_NS = 5_000_000  # an event is written within this of its timestamp
+# Events one poll may take.  libbpf's ring-buffer poll returns only once the ring is empty,
+# which under a load faster than the front end is never: the loop (counters, snapshots,
+# intervals, resync, exits) stalled and undrained events piled up in memory (the soak).
+# A negative return from the callback stops the poll after the event it was given.
+POLL_BATCH = 4096
 
 
 @dataclass
@@ -142,9 +147,10 @@ class Tracer:
                 self._emit(rec)
 
     # -- the stream ---------------------------------------------------------------------------------
-    def _on_raw(self, data: Any) -> None:
+    def _on_raw(self, data: Any) -> int:
         raw = ctypes.cast(data, ctypes.POINTER(RawEvent)).contents
         self._pending.append(decode_raw(raw))
+        return -1 if len(self._pending) >= POLL_BATCH else 0  # -1: end this poll (ring buffer)
 
     def _on_perf_lost(self, count: int) -> None:
         self._lost_callback += int(count)
