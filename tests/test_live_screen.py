@@ -9,14 +9,28 @@ import sys
 import time
 import uuid
 from pathlib import Path
-from typing import Callable, List
+from typing import Callable, Iterator, List
+
+import pytest
 
 from synthetic_capture import capture, write
 
 ROOT = Path(__file__).resolve().parent.parent
 
 
-SOCKET = f"mpxtrace-test-{uuid.uuid4().hex[:8]}"  # a tmux server of our own
+SOCKET = ""  # a tmux server of each test's own (set below)
+
+
+@pytest.fixture(autouse=True)
+def own_tmux_server() -> Iterator[None]:
+    """A fresh server per test: reusing one socket right after kill-server raced with the old
+    server's exit (new-session then exited 1, now and then)."""
+    global SOCKET
+    SOCKET = f"mpxtrace-test-{uuid.uuid4().hex[:8]}"
+    try:
+        yield
+    finally:
+        subprocess.run(["tmux", "-L", SOCKET, "kill-server"], capture_output=True, env=ENV)
 
 
 # pytest exports COLUMNS/LINES, which rich would take over the terminal's real size
