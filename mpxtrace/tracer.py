@@ -292,12 +292,15 @@ class Tracer:
         self._old_handlers = {}
 
     def _flush_all(self) -> None:
-        """Read everything the kernel has produced so far and apply it."""
+        """Read everything the kernel had produced when called and apply it.  Not what a load
+        faster than us adds meanwhile: that would keep a snapshot or a resync pass waiting for
+        minutes (the soak), so reading stops at the first event newer than the call."""
         assert self._program is not None
+        since = time.monotonic_ns()
         for _ in range(64):
             before = len(self._pending)
             self._program.poll(0)
-            if len(self._pending) == before:
+            if len(self._pending) == before or int(self._pending[-1]["ts"]) >= since:
                 break
         self._read_counters(time.monotonic_ns())
         self._drain(None)

@@ -45,3 +45,29 @@ def test_one_poll_takes_a_bounded_batch_and_the_rest_waits_in_the_ring() -> None
     ring.poll(100)
     assert ring.delivered == 2 * POLL_BATCH
 
+
+
+def test_catching_up_stops_at_events_newer_than_the_call(monkeypatch) -> None:  # type: ignore[no-untyped-def]
+    """A snapshot or a resync pass reads what was there when it asked, not what an endless
+    load adds meanwhile (under the soak's load a snapshot waited 38 s)."""
+    import time as time_mod
+    t = Tracer(TraceOptions(resolve_flags(["lo"], None), seed=False), features=None)  # type: ignore[arg-type]
+    ring = EndlessRing()
+    t._program = ring  # type: ignore[assignment]
+    monkeypatch.setattr(t, "_read_counters", lambda now: None)
+    from mpxtrace.stats import Session
+    from helpers import header
+    t.session = Session(header())
+    clock = [1_000]
+    monkeypatch.setattr(time_mod, "monotonic_ns", lambda: clock[0])
+    ring.event.ts_ns = 500  # older than the call: the backlog
+    calls = []
+
+    def poll(timeout_ms: int) -> None:
+        calls.append(timeout_ms)
+        EndlessRing.poll(ring, timeout_ms)
+        ring.event.ts_ns = 2_000  # from the second batch on, events newer than the call
+    ring.poll = poll  # type: ignore[method-assign]
+    ring.open_buffer(t._on_raw, lambda count: None)
+    t._flush_all()
+    assert len(calls) == 2  # the backlog, then one batch reaching past the call: not 64
