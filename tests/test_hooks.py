@@ -61,10 +61,18 @@ def test_612_uses_vmg_hooks_with_btf_offsets() -> None:
     assert plan.defines["ARG_SPLIT_VMA"] == "2"
 
 
-def test_vmg_without_struct_in_btf_is_reported_missing() -> None:
-    plan = plan_hooks(features(KERNEL_612), "auto")
-    assert ("vmg", "struct vma_merge_struct not found in BTF") in plan.missing
-    assert "HOOK_VMG" not in plan.defines
+def test_vmg_without_struct_in_btf_refuses_to_trace_blind_to_merges() -> None:
+    """6.12+ without vma_merge_struct in BTF: no hook sees merges or mprotect/mlock/madvise, and
+    tracing on would be silently wrong (7.2 once lost its vmg hook to a renamed field)."""
+    with pytest.raises(PlanError, match="vmg: struct vma_merge_struct not found in BTF"):
+        plan_hooks(features(KERNEL_612), "auto")
+
+
+def test_vmg_finds_the_changed_vma_under_its_newer_name_middle() -> None:
+    layout = dict(VMG["vma_merge_struct"])
+    layout["middle"] = layout.pop("vma")
+    plan = plan_hooks(features(KERNEL_612, fields={"vma_merge_struct": layout}), "auto")
+    assert plan.uses("vmg") and plan.defines["OFF_VMG_VMA"] == "40"
 
 
 def test_struct_by_value_or_not_ftraceable_falls_back_to_kprobe() -> None:

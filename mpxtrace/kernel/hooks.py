@@ -124,7 +124,9 @@ VMG_FIELDS: Dict[str, Tuple[str, Tuple[str, ...]]] = {
     "OFF_VMG_START": ("vma_merge_struct", ("start",)),
     "OFF_VMG_END": ("vma_merge_struct", ("end",)),
     "OFF_VMG_FLAGS": ("vma_merge_struct", ("vm_flags", "flags")),
-    "OFF_VMG_VMA": ("vma_merge_struct", ("vma",)),  # the VMA being changed: its old flags
+    # the VMA being changed, for its old flags: `vma` in 6.12, `middle` since the merge rework
+    # of 6.13/6.14 (Lorenzo Stoakes' vma_merge_struct series; hash not confirmed here)
+    "OFF_VMG_VMA": ("vma_merge_struct", ("vma", "middle")),
 }
 
 
@@ -207,6 +209,11 @@ def plan_hooks(features: KernelFeatures, attach: str) -> HookPlan:
             plan.defines.update(positions)
         if spec.define and plan.uses(spec.key):
             plan.defines[spec.define] = "1"
+    if not (plan.uses("merge") or plan.uses("vmg")):
+        # without them every mprotect/mlock/madvise and merge goes unseen: never trace half-blind
+        why = "; ".join(f"{key}: {reason}" for key, reason in plan.missing if key in ("merge", "vmg"))
+        raise PlanError(f"cannot follow merges and flag changes (vma_merge, or vma_merge_new_range/vma_modify "
+                        f"with struct vma_merge_struct): {why or 'none found'}. Run `mpxtrace doctor` for details.")
     # munmap clears VM_LOCKED before vm_area_free where munlock_vma_pages_range() exists (up to
     # a213e5cf71cb, "mm/munlock: delete munlock_vma_pages_all(), allow oomreap"): only there
     # must every free in an address space holding locked memory be looked at.
