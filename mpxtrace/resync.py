@@ -12,7 +12,9 @@ process from smaps and corrects the model, at a moment it can prove the read is 
   same point and rebuilds the same summary;
 - a process that is still busy stays pending and is tried again at the next pass.
 
-Passes are rate-limited: after losses have been quiet for ``quiet_s``, at most one per
+Passes are rate-limited: after losses have been quiet for ``quiet_s`` or as long as the last
+pass took, whichever is longer (a load that overflows the stream more often than that would
+void the pass anyway: the soak lost a quarter of its drain time to such passes), at most one per
 ``min_gap_s`` and within a ``budget`` share of the time, but never more than ``max_gap_s``
 apart while something is pending (two smaps reads of every process holding flagged memory
 cost tens of milliseconds; under emulation a process with thousands of VMAs takes seconds).
@@ -209,6 +211,7 @@ class Resyncer:
     last_loss: float = -math.inf
     next_at: float = 0.0
     void_passes: int = 0  # passes during which events were lost again
+    last_cost_s: float = 0.0  # how long the last pass took
     _window_mms: Optional[Set[int]] = None
     _window_pids: Set[int] = field(default_factory=set)
 
@@ -227,7 +230,8 @@ class Resyncer:
         return self.dirty_all or bool(self.dirty)
 
     def due(self, now: float) -> bool:
-        return self.pending and now - self.last_loss >= self.quiet_s and now >= self.next_at
+        quiet = max(self.quiet_s, self.last_cost_s)
+        return self.pending and now - self.last_loss >= quiet and now >= self.next_at
 
     def run(self, model: Model, catch_up: Callable[[], None], losses_seen: Callable[[], int],
             mm_of: Callable[[int], Optional[int]]) -> List[Record]:
@@ -236,7 +240,7 @@ class Resyncer:
             return self._pass(model, catch_up, losses_seen, mm_of)
         finally:
             self._window_mms = None
-            cost = self.clock() - started
+            cost = self.last_cost_s = self.clock() - started
             self.next_at = self.clock() + min(self.max_gap_s, max(self.min_gap_s, cost / self.budget))
 
     def _pass(self, model: Model, catch_up: Callable[[], None], losses_seen: Callable[[], int],

@@ -260,6 +260,10 @@ def test_a_costly_pass_delays_the_next_one_at_most_max_gap(monkeypatch: pytest.M
     r.on_loss()
     r.run(session.model, slow_catch_up, lambda: 0, kernel.mm_of)
     assert r.next_at == now[0] + 10.0  # not 3 / 0.1 = 30 s
+    # and the next pass waits for the stream to have been loss-free as long as a pass takes
+    r.dirty_all = True
+    r.last_loss = now[0] + 8.0
+    assert not r.due(now[0] + 10.5) and r.due(now[0] + 11.0)
 
 
 def test_a_loss_the_tracer_reads_makes_a_resync_pending() -> None:
