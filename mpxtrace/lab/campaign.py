@@ -245,7 +245,9 @@ def main(argv: Optional[List[str]] = None) -> int:
                 shutil.rmtree(lab.keep / f"boot-{lab.boots:03d}", ignore_errors=True)
         if args.json is not None:
             write_new(args.json, json.dumps({"kernel": args.kernel, "count": args.count, "jobs": results}))
-        print(f"\n{len(results) - len(failing)} of {len(results)} runs passed on {args.kernel}"
+        diverged = sum(1 for j in failing if "diverged" in failure_kinds(j))
+        print(f"\n{len(results) - len(failing)} of {len(results)} runs passed on {args.kernel} "
+              f"({diverged} diverged from smaps, {len(failing) - diverged} failed otherwise)"
               + (f"; failing: {[(j['flag'], j['seed']) for j in failing]}" if failing else ""), flush=True)
         for job in failing[:args.shrink]:
             ops = job.get("oplist")

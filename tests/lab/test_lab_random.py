@@ -130,17 +130,10 @@ def _succeeded(ops: List[Dict[str, Any]], results: List[str]) -> Set[str]:
     return done
 
 
-# Open divergence on the newest kernel (issue 6): under concurrent processes a MAP_FIXED that
-# replaces part of a flagged VMA sometimes leaves the picture wrong (seeds 1123995232 and
-# 1269456872, VM_NORESERVE; about 1 run in 20).  Still run and reported (XFAIL/XPASS) and
-# strict on every other kernel; the comparison turns strict again when the bug is fixed.
-KNOWN_DIVERGENCE = pytest.mark.xfail(strict=False, reason="issue 6: intermittent MAP_FIXED divergence on 7.2 "
-                                                          "under concurrency (seeds 1123995232, 1269456872)")
-COMPARED = [pytest.param(k, marks=KNOWN_DIVERGENCE) if k == "7.2" else k for k in KERNELS]
 
 
 @pytest.mark.lab
-@pytest.mark.parametrize("kernel", COMPARED)
+@pytest.mark.parametrize("kernel", KERNELS)
 def test_random_lifecycles_match_smaps_vma_by_vma(kernel: str, tmp_path_factory: pytest.TempPathFactory) -> None:
     jobs = _jobs(guest_report(kernel, tmp_path_factory), kernel)
     diverged = {f"{j['flag']} seed {j['seed']}": j["diffs"][:3] for j in jobs if j["diff_count"]}
@@ -172,13 +165,18 @@ def test_random_lifecycles_lose_nothing_and_see_no_anomaly(kernel: str,
     _jobs(report, kernel)
     for group in report["groups"]:
         assert group["tracer_exit"] == 0 and group["complete"] is True
-        assert (group["lost_events"], group["lost_by_source"]) == (0, {}), \
-            f"{group['flag']}: events lost; seeds {SEEDS[group['flag']]}; {_replay(kernel)}"
+        # The one loss the kernel imposes: a run of one of our programs it skipped because a task
+        # preempted inside that program held it on the CPU (fentry/fexit run preemptible; 7.2
+        # preempts in kernel mode).  Counted, then repaired by resync: the comparisons above stay
+        # strict.  Anything else lost is ours.
+        ours = {k: v for k, v in group["lost_by_source"].items() if k != "program_skipped"}
+        assert ours == {} and group["lost_events"] == group["lost_by_source"].get("program_skipped", 0), \
+            f"{group['flag']}: events lost {group['lost_by_source']}; seeds {SEEDS[group['flag']]}; {_replay(kernel)}"
         assert group["anomalies"] == [], f"{group['flag']}: {group['anomalies'][:5]}; {_replay(kernel)}"
 
 
 @pytest.mark.lab
-@pytest.mark.parametrize("kernel", COMPARED)
+@pytest.mark.parametrize("kernel", KERNELS)
 def test_random_lifecycles_verify_reports_no_drift(kernel: str, tmp_path_factory: pytest.TempPathFactory) -> None:
     """trace --verify ran beside the workload: the tracer's own check against smaps agrees."""
     report = guest_report(kernel, tmp_path_factory)
