@@ -801,9 +801,18 @@ KFUNC_PROBE(perf_event_mmap, FARGS(NARGS_perf_event_mmap))
 }
 #endif
 #ifdef FENTRY_vma_merge_new_range
-KFUNC_PROBE(vma_merge_new_range, FARGS(NARGS_vma_merge_new_range)) { return FE_VMG(a1); }
+/* A new range (mmap, brk, mremap target; every mmap on 6.12+ tries one): no existing VMA
+ * changes flags (the kernel warns when vmg->vma is set), so vmg->flags alone decides, on entry
+ * and again on return, where an unflagged range then costs no map lookup. */
+KFUNC_PROBE(vma_merge_new_range, FARGS(NARGS_vma_merge_new_range))
+{
+	return on_vmg(BTF_U64(a1, OFF_VMG_MM), BTF_U64(a1, OFF_VMG_START), BTF_U64(a1, OFF_VMG_END),
+		      BTF_U64(a1, OFF_VMG_FLAGS), 0);
+}
 KRETFUNC_PROBE(vma_merge_new_range, FARGS(NARGS_vma_merge_new_range), long ret)
 {
+	if (!(BTF_U64(a1, OFF_VMG_FLAGS) & TRACK_MASK))
+		return 0;
 	return on_merge_exit(ctx, (u64)ret);
 }
 #endif
