@@ -156,3 +156,25 @@ def test_vm_locked_frees_are_judged_by_flags_only_where_munmap_keeps_them() -> N
 def test_vmg_hooks_read_the_changed_vma_old_flags() -> None:
     plan = plan_hooks(features(KERNEL_612, fields=VMG), "auto")
     assert plan.defines["OFF_VMG_VMA"] == "40"
+
+
+def test_auto_uses_kprobes_where_the_kernel_preempts_in_kernel_mode() -> None:
+    """fentry/fexit programs run preemptible and the kernel skips them for other tasks on that
+    CPU (7.2, lazy preemption): auto avoids them there; --attach fentry still gets them."""
+    f = features(KERNEL_612, fields=VMG)
+    assert "fentry" in set(modes(plan_hooks(f, "auto")).values())
+    f.preempts_in_kernel = True
+    assert set(modes(plan_hooks(f, "auto")).values()) <= {"kprobe", "tracepoint"}
+    assert "fentry" in set(modes(plan_hooks(f, "fentry")).values())
+
+
+def test_preemption_mode_is_read_from_the_scheduler_then_the_build_config(monkeypatch, tmp_path) -> None:  # type: ignore[no-untyped-def]
+    import mpxtrace.kernel.features as feat
+    for text, config, expected in [("none voluntary full (lazy)\n", {}, True),
+                                   ("none (voluntary) full lazy\n", {"CONFIG_PREEMPT": "y"}, False),
+                                   (None, {"CONFIG_PREEMPT_DYNAMIC": "y", "CONFIG_PREEMPT": "y"}, None),
+                                   (None, {"CONFIG_PREEMPT_VOLUNTARY": "y"}, False),
+                                   (None, {"CONFIG_PREEMPT": "y"}, True),
+                                   (None, {}, None)]:
+        monkeypatch.setattr(feat, "_read", lambda path, text=text: text)
+        assert feat._preempts_in_kernel(config) is expected, (text, config)

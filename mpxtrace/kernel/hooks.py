@@ -173,7 +173,12 @@ def plan_hooks(features: KernelFeatures, attach: str) -> HookPlan:
     if attach == "fentry" and not features.kfunc_supported:
         raise PlanError("--attach fentry: this kernel/BCC cannot attach fentry programs "
                         "(needs BTF and BPF trampolines, 5.5+); use --attach kprobe or auto")
-    want_fentry = attach in ("fentry", "auto") and features.kfunc_supported
+    # auto: kprobes where the kernel preempts in kernel mode.  A kprobe program runs with
+    # preemption off, so the kernel never skips it for another task; an fentry/fexit program runs
+    # preemptible and is skipped on a CPU where a preempted task is inside it (7.2 in the lab:
+    # dozens of runs per boot, each a lost event and, for an fexit, a frame left behind).
+    want_fentry = features.kfunc_supported and (
+        attach == "fentry" or (attach == "auto" and not features.preempts_in_kernel))
     plan = HookPlan()
     for spec in HOOKS:
         present = [s for s in spec.symbols if features.has_symbol(s)]
