@@ -18,6 +18,7 @@ __all__ = ["recursion_misses", "RECURSION_MISSES_OFFSET"]
 
 BPF_OBJ_GET_INFO_BY_FD = 15
 SYS_BPF = {"x86_64": 321, "aarch64": 280, "ppc64le": 361, "s390x": 351}
+_SYS_BPF_NR = SYS_BPF.get(platform.machine())  # None: an architecture we have no number for
 
 
 class _ProgInfoHead(ctypes.Structure):
@@ -56,14 +57,13 @@ def recursion_misses(prog_fd: int) -> Optional[int]:
     """Runs of the program the kernel skipped (recursion protection), or None where the kernel
     does not report it (before 5.12) or the call fails."""
     global _libc
-    number = SYS_BPF.get(platform.machine())
-    if number is None:
+    if _SYS_BPF_NR is None:
         return None
     if _libc is None:
         _libc = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6", use_errno=True)
     buf = ctypes.create_string_buffer(INFO_SIZE)
     attr = _InfoAttr(prog_fd, INFO_SIZE, ctypes.addressof(buf))
-    if _libc.syscall(ctypes.c_long(number), ctypes.c_int(BPF_OBJ_GET_INFO_BY_FD), ctypes.byref(attr),
+    if _libc.syscall(ctypes.c_long(_SYS_BPF_NR), ctypes.c_int(BPF_OBJ_GET_INFO_BY_FD), ctypes.byref(attr),
                      ctypes.c_uint(ctypes.sizeof(attr))) != 0:
         return None
     if attr.info_len < RECURSION_MISSES_OFFSET + 8:
