@@ -164,22 +164,15 @@ class FoldedSpaces:
     the sums of their counts (their live bytes and VMAs are 0)."""
 
     processes: int = 0
-    allocations: int = 0
-    allocated_bytes: int = 0
-    frees: int = 0
-    freed_bytes: int = 0
-    seeded_bytes: int = 0
-    merges: int = 0
-    splits: int = 0
-    moves: int = 0
+    sums: Dict[str, int] = field(default_factory=lambda: dict.fromkeys(SPACE_COUNTS, 0))
 
     def add(self, space: AddressSpace) -> None:
         self.processes += 1
         for name in SPACE_COUNTS:
-            setattr(self, name, getattr(self, name) + getattr(space, name))
+            self.sums[name] += getattr(space, name)
 
     def to_json(self) -> Dict[str, int]:
-        return {"processes": self.processes, **{name: getattr(self, name) for name in SPACE_COUNTS}}
+        return {"processes": self.processes, **self.sums}
 
 
 class Model:
@@ -224,7 +217,7 @@ class Model:
 
     def totals(self) -> Dict[str, int]:
         """Each of SPACE_COUNTS summed over every address space ever seen (folded ones too)."""
-        return {name: sum(getattr(s, name) for s in self.spaces) + getattr(self.folded, name)
+        return {name: sum(getattr(s, name) for s in self.spaces) + self.folded.sums[name]
                 for name in SPACE_COUNTS}
 
     def _add_space(self, space: AddressSpace) -> None:

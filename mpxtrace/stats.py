@@ -190,7 +190,7 @@ class Session:
         seconds = max(end - start, 1) / 1e9
         processes = []
         folded = self.model.folded
-        window_totals = ({name: getattr(folded, name) for name in _WINDOW_COUNTS} if cumulative
+        window_totals = ({name: folded.sums[name] for name in _WINDOW_COUNTS} if cumulative
                          else dict(self._window_folded))
         for space in self.model.spaces:
             now_counts = tuple(getattr(space, name) for name in _WINDOW_COUNTS)
