@@ -212,8 +212,53 @@ class Model:
         for rec in records:
             self.apply(rec)
 
+    def apply_event(self, rec: Record) -> None:
+        """One kernel event record (apply() without the dispatch: the hot path)."""
+        self.events += 1
+        self._event(rec)
+
     def live_spaces(self) -> List[AddressSpace]:
         return [s for s in self.spaces if not s.exited]
+
+    # -- corrections from outside the stream (resync) --------------------------------------
+    def space_by_mm(self, mm: int) -> Optional[AddressSpace]:
+        """The space the kernel's `mm` belongs to, if the model knows it."""
+        return self._by_mm.get(mm)
+
+    def seeded_space(self, pid: int) -> Optional[AddressSpace]:
+        """The space seeded for `pid` from smaps that no kernel event has tied to an mm yet."""
+        return self._seeds.get(pid)
+
+    def add_space(self, mm: Optional[int], pid: int, comm: str) -> AddressSpace:
+        """A new space for a process the stream never showed: under its mm, or as seeded."""
+        space = AddressSpace(mm, pid, comm)
+        if mm is not None:
+            self._by_mm[mm] = space
+        else:
+            self._seeds[pid] = space
+        self._add_space(space)
+        return space
+
+    def bind_mm(self, space: AddressSpace, mm: int) -> None:
+        """A seeded space learns its mm."""
+        if self._seeds.get(space.pid) is space:
+            del self._seeds[space.pid]
+        space.mm = mm
+        self._by_mm[mm] = space
+
+    def release(self, space: AddressSpace, start: int, end: int, ts: int) -> None:
+        """Flagged memory in [start, end) of `space` is gone (freed now)."""
+        self._release(space, start, end, ts)
+
+    def retire(self, space: AddressSpace, ts: int) -> None:
+        """The process behind `space` is gone and its teardown was never seen: free what it
+        held and forget its mm and seed, so a later process reusing them starts afresh."""
+        self._release(space, 0, 1 << 64, ts)
+        space.exited = True
+        if space.mm is not None and self._by_mm.get(space.mm) is space:
+            del self._by_mm[space.mm]
+        if self._seeds.get(space.pid) is space:
+            del self._seeds[space.pid]
 
     def totals(self) -> Dict[str, int]:
         """Each of SPACE_COUNTS summed over every address space ever seen (folded ones too)."""

@@ -71,26 +71,13 @@ def _space_of(model: Model, pid: int, mm: Optional[int]) -> Optional[AddressSpac
     """The space a resync of (pid, mm) corrects: by mm when the kernel told us, else the
     process's seeded space or its newest live one."""
     if mm is not None:
-        space = model._by_mm.get(mm)
-        if space is not None:
-            return space
-        seeded = model._seeds.get(pid)
-        return seeded
-    seeded = model._seeds.get(pid)
+        space = model.space_by_mm(mm)
+        return space if space is not None else model.seeded_space(pid)
+    seeded = model.seeded_space(pid)
     if seeded is not None:
         return seeded
     live = _live_spaces_of(model, pid)
     return live[-1] if live else None
-
-
-def _retire(model: Model, space: AddressSpace, ts: int) -> None:
-    """The process behind `space` is gone (or moved to another mm) and its teardown was lost."""
-    model._release(space, 0, 1 << 64, ts)
-    space.exited = True
-    if space.mm is not None and model._by_mm.get(space.mm) is space:
-        del model._by_mm[space.mm]
-    if model._seeds.get(space.pid) is space:
-        del model._seeds[space.pid]
 
 
 def _complement(vmas: Sequence[Tuple[int, int]], lo: int, hi: int) -> List[Tuple[int, int]]:
@@ -115,29 +102,22 @@ def apply_resync(model: Model, rec: Record) -> None:
     try:
         if rec.get("gone"):
             for gone in _live_spaces_of(model, pid):
-                _retire(model, gone, ts)
+                model.retire(gone, ts)  # gone, its teardown lost
             return
         space = _space_of(model, pid, mm)
         if mm is not None:
             # one process, one mm: a live space of this pid under another mm lost its teardown (exec)
             for other in _live_spaces_of(model, pid):
                 if other is not space and other.mm is not None and other.mm != mm:
-                    _retire(model, other, ts)
+                    model.retire(other, ts)
         if space is None:
             if not vmas:
                 return
-            space = AddressSpace(mm, pid, str(rec.get("comm", "")))
-            model.spaces.append(space)
-            if mm is not None:
-                model._by_mm[mm] = space
-            else:
-                model._seeds[pid] = space
+            space = model.add_space(mm, pid, str(rec.get("comm", "")))
         elif mm is not None and space.mm is None:  # a seeded space: now we know its mm
-            model._seeds.pop(pid, None)
-            space.mm = mm
-            model._by_mm[mm] = space
+            model.bind_mm(space, mm)
         for start, end in _complement(vmas, lo, hi):
-            model._release(space, start, end, ts)
+            model.release(space, start, end, ts)
         for start, end in vmas:
             # bytes no allocation holds are found memory, like a seed (no birth); then the
             # VMA's bounds are set exactly as smaps has them
@@ -146,7 +126,7 @@ def apply_resync(model: Model, rec: Record) -> None:
                                 "flags": model.mask}
                 if space.mm is not None:
                     seed["mm"] = space.mm
-                model._seed(seed)
+                model.apply(seed)
             if space.vmas.containing(start) != (start, end, model.mask):
                 space.vmas.carve(start, end)
                 space.vmas.insert(start, end, model.mask)

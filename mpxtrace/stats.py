@@ -151,8 +151,7 @@ class Session:
         self.records += 1
         kind = rec.get("type")
         if kind == "event":  # nearly every record: straight to the model
-            self.model.events += 1
-            self.model._event(rec)
+            self.model.apply_event(rec)
             ts = int(rec["ts"])
             if ts > self.last_ns:
                 self.last_ns = ts

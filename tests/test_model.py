@@ -3,7 +3,7 @@ from __future__ import annotations
 
 from typing import List, Tuple
 
-from mpxtrace.model import Model
+from mpxtrace.model import AddressSpace, Model
 from mpxtrace.stats import Session
 
 from helpers import MASK, MM, MM2, OTHER, PAGE, ev, header
@@ -12,12 +12,13 @@ A = 0x7F0000000000
 
 
 def vmas(model: Model, mm: int = MM) -> List[Tuple[int, int]]:
-    space = model._by_mm[mm]
-    return [(s - A, e - A) for s, e, _ in space.vmas]
+    return [(s - A, e - A) for s, e, _ in space(model, mm).vmas]
 
 
-def space(model: Model, mm: int = MM):  # type: ignore[no-untyped-def]
-    return model._by_mm[mm]
+def space(model: Model, mm: int = MM) -> AddressSpace:
+    found = model.space_by_mm(mm)
+    assert found is not None, f"no address space for mm {mm:#x}"
+    return found
 
 
 def test_create_counts_one_allocation() -> None:
