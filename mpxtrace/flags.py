@@ -2,7 +2,7 @@
 
 A flag is named three ways: by its kernel macro (``VM_LOCKED``), by its two-letter
 ``/proc/PID/smaps`` mnemonic (``lo``), or as a raw mask (``--mask 0x2000``).  VM_MPX is
-special: its bit moved (bit 25 up to 4.13, bit 36 from 4.14, gone in 5.8) and bit 25 means
+special: its bit moved (bit 25 up to 4.13, bit 36 from 4.14, gone with MPX in 5.6) and bit 25 means
 VM_WIPEONFORK from 4.14, so it is resolved from the running kernel's own headers and
 config, never from a version number.
 """
@@ -98,7 +98,8 @@ def resolve_mpx(
     The VM_MPX patch (3.19, shared/seeds) defines ``VM_MPX VM_ARCH_2`` for every x86 build;
     4.14 (df3735c5b40f "x86,mpx: make mpx depend on x86-64 to free up VMA flag") moved it to
     ``VM_HIGH_ARCH_4`` under CONFIG_X86_INTEL_MPX, else VM_NONE; 5.6 removed the config
-    (45fc24e89b7c "x86/mpx: remove MPX from arch/x86") and 5.8 the macro.  Reading the header
+    (45fc24e89b7c "x86/mpx: remove MPX from arch/x86") and a later patch the macro ("x86/mpx:
+    remove MPX leftovers", posted April 2020; its commit not found).  Reading the header
     that matches the running kernel covers them all.
     """
     release = platform.release()

@@ -110,7 +110,8 @@ STRUCT_FIELDS: Dict[str, Tuple[str, Tuple[str, ...]]] = {
     "OFF_VMA_END": ("vm_area_struct", ("vm_end",)),
     "OFF_VMA_MM": ("vm_area_struct", ("vm_mm",)),
     # vm_flags sits in an anonymous union from 6.3 (bc292ab00f6c "mm: introduce vma->vm_flags
-    # wrapper functions"); newer kernels may only have vma_flags_t flags
+    # wrapper functions"); a kernel whose VMA holds only a vma_flags_t `flags` is looked up
+    # too (its commit not found here)
     "OFF_VMA_FLAGS": ("vm_area_struct", ("vm_flags", "flags")),
     "OFF_VMA_PGOFF": ("vm_area_struct", ("vm_pgoff",)),
     "OFF_TASK_MM": ("task_struct", ("mm",)),
@@ -118,14 +119,15 @@ STRUCT_FIELDS: Dict[str, Tuple[str, Tuple[str, ...]]] = {
     "OFF_TASK_TGID": ("task_struct", ("tgid",)),
     "OFF_TASK_COMM": ("task_struct", ("comm",)),
 }
-# struct vma_merge_struct (mm/vma.h, 6.12+): "flags" until 6.17, renamed "vm_flags" later.
+# struct vma_merge_struct (mm/vma.h, 6.12+): its flags field is "flags" in 6.12 and "vm_flags"
+# on later kernels (the renaming commit was not found: both names are looked up).
 VMG_FIELDS: Dict[str, Tuple[str, Tuple[str, ...]]] = {
     "OFF_VMG_MM": ("vma_merge_struct", ("mm",)),
     "OFF_VMG_START": ("vma_merge_struct", ("start",)),
     "OFF_VMG_END": ("vma_merge_struct", ("end",)),
     "OFF_VMG_FLAGS": ("vma_merge_struct", ("vm_flags", "flags")),
-    # the VMA being changed, for its old flags: `vma` in 6.12, `middle` since the merge rework
-    # of 6.13/6.14 (Lorenzo Stoakes' vma_merge_struct series; hash not confirmed here)
+    # the VMA being changed, for its old flags: `vma` in 6.12, `middle` since "mm: simplify vma
+    # merge structure and expand comments" (2025; its mainline hash and release not confirmed)
     "OFF_VMG_VMA": ("vma_merge_struct", ("vma", "middle")),
 }
 

@@ -1,7 +1,7 @@
 """What the kernel counts about a loaded BPF program (bpf(BPF_OBJ_GET_INFO_BY_FD) on its fd).
 
-The one figure mpxtrace needs is `recursion_misses` (5.12+, "bpf: Count the number of times
-recursion was prevented"; hash not confirmed here): the runs of a program the kernel skipped because
+The one figure mpxtrace needs is `recursion_misses` (5.12+, 9ed9e9ba2337 "bpf: Count the
+number of times recursion was prevented"): the runs of a program the kernel skipped because
 the same program was already running on that CPU.  fentry/fexit programs run preemptible
 (migrate_disable only), so on a kernel that preempts in kernel mode (PREEMPT, or the lazy
 mode of 6.13+) a task preempted inside one makes every other task on that CPU skip it: an
