@@ -11,7 +11,6 @@ import pytest
 
 from mpxtrace import resync
 from mpxtrace.eventlog import LogWriter, open_log
-from mpxtrace.model import Model
 from mpxtrace.records import LogChecker, RecordError, check_record
 from mpxtrace.resync import Resyncer, _Seen, apply_resync, resync_records
 from mpxtrace.stats import Session

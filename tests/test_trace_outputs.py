@@ -7,7 +7,6 @@ from __future__ import annotations
 import json
 import urllib.request
 from dataclasses import dataclass, field
-from pathlib import Path
 from types import SimpleNamespace
 from typing import Any, Callable, Dict, List, Optional
 
