@@ -78,7 +78,9 @@ BPF_RINGBUF_OUTPUT(events, RINGBUF_PAGES);
 #else
 BPF_PERF_OUTPUT(events);
 #endif
-BPF_ARRAY(counters, u64, CNT_MAX);
+/* COUNTERS_MAP_FLAGS: BPF_F_MMAPABLE where the kernel has it, so the front end reads them
+ * without map syscalls (each holds bpf_prog_active: see mpxtrace/kernel/mappedarray.py) */
+BPF_F_TABLE("array", int, u64, counters, CNT_MAX, COUNTERS_MAP_FLAGS);
 /* A thread's entry stays when its depth returns to 0: an insert and a delete per flagged call
  * cost more than the lookup that finds it again.  LRU makes room for new threads by dropping
  * idle ones (an entry in use was touched by its push, microseconds ago). */

@@ -13,6 +13,7 @@ from typing import Any, Callable, Dict, List, Optional, Sequence
 from .flags import PAGE_SHIFT, VM_ACCOUNT, VM_LOCKED_MASK, TrackedFlags
 from .kernel.features import TRACEFS_DIRS, KernelFeatures
 from .kernel.hooks import HookPlan, plan_hooks, struct_offsets
+from .kernel.mappedarray import BPF_F_MMAPABLE, MappedArray
 from .kernel.proginfo import recursion_misses
 
 __all__ = ["bpf_dir", "ProgramConfig", "LoadedProgram", "build_config", "load_program", "import_bcc", "BccMissing"]
@@ -88,6 +89,8 @@ def build_config(tracked: TrackedFlags, features: KernelFeatures, attach: str, b
     defines["PAGE_SHIFT_"] = str(PAGE_SHIFT)
     defines["VM_LOCKED_MASK_"] = f"{VM_LOCKED_MASK:#x}ULL"
     defines["VM_ACCOUNT_"] = f"{VM_ACCOUNT:#x}ULL"
+    # counters in an mmap-able array: read as memory, not by map syscalls (kernel/mappedarray.py)
+    defines["COUNTERS_MAP_FLAGS"] = str(BPF_F_MMAPABLE if features.mmapable_arrays else 0)
     if buffer == "ring":
         defines["USE_RINGBUF"] = "1"
         defines["RINGBUF_PAGES"] = str(buffer_pages or RINGBUF_PAGES)
@@ -103,6 +106,7 @@ def build_config(tracked: TrackedFlags, features: KernelFeatures, attach: str, b
 class LoadedProgram:
     bpf: Any
     config: ProgramConfig
+    _mapped_counters: Optional[MappedArray] = field(default=None, repr=False)
 
     def mm_of(self, pid: int) -> Optional[int]:
         """The mm_struct of `pid`, learnt by reading its /proc/PID/statm under the seed hook."""
@@ -143,7 +147,12 @@ class LoadedProgram:
         return total
 
     def counters(self) -> List[int]:
-        table = self.bpf["counters"]
+        if self._mapped_counters is None and self.config.defines.get("COUNTERS_MAP_FLAGS", "0") != "0":
+            table = self.bpf["counters"]
+            self._mapped_counters = MappedArray(int(table.map_fd), len(table))
+        if self._mapped_counters is not None:
+            return self._mapped_counters.values()
+        table = self.bpf["counters"]  # each lookup holds the CPU's bpf_prog_active (mappedarray.py)
         return [int(table[table.Key(i)].value) for i in range(len(table))]
 
     def open_buffer(self, on_event: Callable[[Any], int], on_lost: Callable[[int], None]) -> None:
@@ -162,6 +171,9 @@ class LoadedProgram:
             self.bpf.perf_buffer_poll(timeout=timeout_ms)
 
     def close(self) -> None:
+        if self._mapped_counters is not None:
+            self._mapped_counters.close()
+            self._mapped_counters = None
         try:
             self.bpf.cleanup()
         except Exception:  # noqa: BLE001 - best effort at exit

@@ -17,6 +17,7 @@ from pathlib import Path
 from typing import Dict, FrozenSet, Optional, Tuple
 
 from .btf import Btf, load_vmlinux_btf
+from .mappedarray import mmapable_arrays_supported
 
 __all__ = ["KernelFeatures", "probe_kernel", "mount_pseudo_filesystems", "kernel_config"]
 
@@ -66,6 +67,8 @@ class KernelFeatures:
     # fentry/fexit programs run preemptible (migrate_disable only), and the kernel skips a run of
     # one on a CPU where a preempted task is still inside it: measured on 7.2 (lazy) in the lab.
     preempts_in_kernel: Optional[bool] = None
+    # BPF arrays can be mmap()ed (5.5+): the tracer reads its counters without map syscalls
+    mmapable_arrays: bool = False
 
     def has_symbol(self, name: str) -> bool:
         return name in self.kallsyms
@@ -173,6 +176,7 @@ def probe_kernel() -> KernelFeatures:
         kprobe_on_notrace=config.get("CONFIG_KPROBE_EVENTS_ON_NOTRACE") == "y",
         tracepoints=_tracepoints(("syscalls",)),
         preempts_in_kernel=_preempts_in_kernel(config),
+        mmapable_arrays=mmapable_arrays_supported(),
     )
 
 

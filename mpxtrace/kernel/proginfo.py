@@ -10,15 +10,11 @@ entry or return we never saw.  Older kernels lack the field: None.
 from __future__ import annotations
 
 import ctypes
-import ctypes.util
-import platform
 from typing import Optional
 
-__all__ = ["recursion_misses", "RECURSION_MISSES_OFFSET"]
+from .bpfsyscall import BPF_OBJ_GET_INFO_BY_FD, sys_bpf
 
-BPF_OBJ_GET_INFO_BY_FD = 15
-SYS_BPF = {"x86_64": 321, "aarch64": 280, "ppc64le": 361, "s390x": 351}
-_SYS_BPF_NR = SYS_BPF.get(platform.machine())  # None: an architecture we have no number for
+__all__ = ["recursion_misses", "RECURSION_MISSES_OFFSET"]
 
 
 class _ProgInfoHead(ctypes.Structure):
@@ -50,21 +46,12 @@ class _InfoAttr(ctypes.Structure):
     _fields_ = [("bpf_fd", ctypes.c_uint32), ("info_len", ctypes.c_uint32), ("info", ctypes.c_uint64)]
 
 
-_libc: Optional[ctypes.CDLL] = None
-
-
 def recursion_misses(prog_fd: int) -> Optional[int]:
     """Runs of the program the kernel skipped (recursion protection), or None where the kernel
     does not report it (before 5.12) or the call fails."""
-    global _libc
-    if _SYS_BPF_NR is None:
-        return None
-    if _libc is None:
-        _libc = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6", use_errno=True)
     buf = ctypes.create_string_buffer(INFO_SIZE)
     attr = _InfoAttr(prog_fd, INFO_SIZE, ctypes.addressof(buf))
-    if _libc.syscall(ctypes.c_long(_SYS_BPF_NR), ctypes.c_int(BPF_OBJ_GET_INFO_BY_FD), ctypes.byref(attr),
-                     ctypes.c_uint(ctypes.sizeof(attr))) != 0:
+    if sys_bpf(BPF_OBJ_GET_INFO_BY_FD, attr) != 0:
         return None
     if attr.info_len < RECURSION_MISSES_OFFSET + 8:
         return None
