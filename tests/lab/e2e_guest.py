@@ -16,6 +16,8 @@ import threading
 import time
 from typing import Any, Dict, List, Optional, Tuple
 
+from guestout import print_report  # same directory: the script's own
+
 MARK = "=====MPXTRACE-E2E-JSON====="
 MNEMONIC = {"VM_NORESERVE": "nr", "VM_LOCKED": "lo"}
 
@@ -222,9 +224,7 @@ def main() -> int:
     report["runs"] = [run_mode(**mode) for mode in modes]
     report["demo"] = run_demo()
     report["loss"] = [run_loss(b) for b in ("ring", "perf")]
-    print(MARK)
-    print(json.dumps(report))
-    print(MARK)
+    print_report(MARK, report)
     return 0
 
 

@@ -9,7 +9,6 @@ what happened; the host test asserts.  Plain Python 3.9, no pytest.
 from __future__ import annotations
 
 import ctypes
-import json
 import os
 import shutil
 import signal
@@ -18,6 +17,8 @@ import sys
 import time
 from pathlib import Path
 from typing import Any, Dict, List
+
+from guestout import print_report  # same directory: the script's own
 
 MARK = "=====MPXTRACE-FAULTS-JSON====="
 OUT = Path("/mnt/out")
@@ -108,9 +109,7 @@ def one(sig: signal.Signals, attach: str) -> Dict[str, Any]:
 
 def main() -> None:
     runs = [one(signal.SIGINT, "auto"), one(signal.SIGTERM, "auto"), one(signal.SIGINT, "kprobe")]
-    print(MARK)
-    print(json.dumps({"kernel": os.uname().release, "runs": runs}))
-    print(MARK)
+    print_report(MARK, {"kernel": os.uname().release, "runs": runs})
 
 
 if __name__ == "__main__":

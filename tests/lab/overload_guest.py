@@ -30,6 +30,7 @@ sys.path.insert(0, str(ROOT))
 from guest_tools import Mpxtrace  # noqa: E402
 
 from mpxtrace.smaps import scan  # noqa: E402
+from guestout import print_report  # noqa: E402  (same directory; tests/ is not a package)
 
 MARK = "=====MPXTRACE-OVERLOAD-JSON====="
 FLAG, MNEMONIC = "VM_NORESERVE", "nr"
@@ -167,9 +168,7 @@ def main() -> None:
     if OUT.is_dir() and LOG.exists():
         shutil.copy(LOG, OUT / LOG.name)
         report["log"] = LOG.name
-    print(MARK)
-    print(json.dumps(report))
-    print(MARK)
+    print_report(MARK, report)
 
 
 if __name__ == "__main__":

@@ -27,6 +27,7 @@ from typing import Any, Dict, List, Optional, Tuple
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 from e2e_guest import Lines  # noqa: E402  (same directory; tests/ is not a package)
+from guestout import print_report  # noqa: E402  (same directory; tests/ is not a package)
 
 MARK = "=====MPXTRACE-RANDOM-JSON====="
 MNEMONIC = {"VM_NORESERVE": "nr", "VM_LOCKED": "lo"}
@@ -239,9 +240,7 @@ def main() -> int:
         else:
             report["groups"].append(run_group(flag, by_flag[flag], count, flag, int(spec.get("parallel", 1))))
     report["seconds"] = round(time.monotonic() - started, 1)
-    print(MARK)
-    print(json.dumps(report))
-    print(MARK)
+    print_report(MARK, report)
     return 0
 
 

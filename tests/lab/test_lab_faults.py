@@ -7,25 +7,17 @@ import json
 import subprocess
 import sys
 from pathlib import Path
-from typing import Any, Dict, List, Tuple
+from typing import Any, Dict, List
 
 import pytest
 
-from guestreport import ROOT, guest_json
+from guestreport import ROOT, GuestRuns
 
 MARK = "=====MPXTRACE-FAULTS-JSON====="
 KERNELS = ["5.10", "6.1", "6.12", "7.2"]
 RUNS = [("SIGINT", "auto"), ("SIGTERM", "auto"), ("SIGINT", "kprobe")]
 
-_runs: Dict[str, Tuple[Dict[str, Any], Path]] = {}
-
-
-def guest_run(kernel: str, tmp_path_factory: pytest.TempPathFactory) -> Tuple[Dict[str, Any], Path]:
-    if kernel not in _runs:
-        out = tmp_path_factory.mktemp(f"faults-{kernel}")
-        report, _ = guest_json(kernel, ["python3", "tests/lab/faults_guest.py"], MARK, out, 1200)
-        _runs[kernel] = (report, out)
-    return _runs[kernel]
+guest_run = GuestRuns("faults", ["python3", "tests/lab/faults_guest.py"], MARK, 1200)
 
 
 def _records(path: Path) -> List[Dict[str, Any]]:

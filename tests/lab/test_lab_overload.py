@@ -7,27 +7,17 @@ from __future__ import annotations
 import json
 import subprocess
 import sys
-from pathlib import Path
-from typing import Any, Dict, Tuple
 
 import pytest
 
-from guestreport import ROOT, guest_json
+from guestreport import ROOT, GuestRuns
 
 MARK = "=====MPXTRACE-OVERLOAD-JSON====="
 KERNELS = ["5.10", "6.1", "6.12", "7.2"]
 SAME_IN_REPLAY = ("events", "lost_events", "lost_by_source", "totals", "processes", "histograms", "resyncs",
                   "histograms_complete", "timeline", "anomalies")
 
-_runs: Dict[str, Tuple[Dict[str, Any], Path]] = {}
-
-
-def guest_run(kernel: str, tmp_path_factory: pytest.TempPathFactory) -> Tuple[Dict[str, Any], Path]:
-    if kernel not in _runs:
-        out = tmp_path_factory.mktemp(f"overload-{kernel}")
-        report, _ = guest_json(kernel, ["python3", "tests/lab/overload_guest.py"], MARK, out, 900)
-        _runs[kernel] = (report, out)
-    return _runs[kernel]
+guest_run = GuestRuns("overload", ["python3", "tests/lab/overload_guest.py"], MARK, 900)
 
 
 @pytest.mark.lab

@@ -7,26 +7,18 @@ import json
 import subprocess
 import sys
 from pathlib import Path
-from typing import Any, Dict, List, Tuple
+from typing import Any, Dict, List
 
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
-from guestreport import ROOT, guest_json
+from guestreport import ROOT, GuestRuns
 
 MARK = "=====MPXTRACE-VIEWS-JSON====="
 KERNELS = ["5.10", "6.1", "6.12", "7.2"]
 PAGE = 4096
 
-_runs: Dict[str, Tuple[Dict[str, Any], Path]] = {}
-
-
-def guest_run(kernel: str, tmp_path_factory: pytest.TempPathFactory) -> Tuple[Dict[str, Any], Path]:
-    if kernel not in _runs:
-        out = tmp_path_factory.mktemp(f"views-{kernel}")
-        report, _ = guest_json(kernel, ["python3", "tests/lab/views_guest.py"], MARK, out, 1200)
-        _runs[kernel] = (report, out)
-    return _runs[kernel]
+guest_run = GuestRuns("views", ["python3", "tests/lab/views_guest.py"], MARK, 1200)
 
 
 def _lines(path: Path) -> List[Dict[str, Any]]:

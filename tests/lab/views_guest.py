@@ -17,6 +17,8 @@ import time
 import urllib.request
 from typing import Any, Dict, List
 
+from guestout import print_report  # same directory: the script's own
+
 MARK = "=====MPXTRACE-VIEWS-JSON====="
 OUT = "/mnt/out"
 PORT = 9464
@@ -153,7 +155,7 @@ def main() -> None:
     with open(os.path.join(OUT, "plain.txt"), "w") as fh:
         fh.write(text)
     result["plain_exit"] = plain.returncode
-    print(MARK + json.dumps(result) + MARK, flush=True)
+    print_report(MARK, result)
 
 
 if __name__ == "__main__":
