@@ -14,9 +14,9 @@ import subprocess
 from dataclasses import dataclass, field
 from functools import lru_cache
 from pathlib import Path
-from typing import Dict, FrozenSet, Optional, Tuple
+from typing import AbstractSet, Dict, FrozenSet, Optional, Tuple
 
-from .btf import Btf, load_vmlinux_btf
+from .btf import BtfView, load_vmlinux_btf
 from .mappedarray import mmapable_arrays_supported
 
 __all__ = ["KernelFeatures", "probe_kernel", "mount_pseudo_filesystems", "kernel_config"]
@@ -49,13 +49,13 @@ def _read(path: Path) -> Optional[str]:
 @dataclass
 class KernelFeatures:
     release: str
-    kallsyms: FrozenSet[str]
+    kallsyms: AbstractSet[str]  # a frozenset, or the per-boot cache's answers (kernel/factcache.py)
     kallsyms_readable: bool
-    ftrace_functions: Optional[FrozenSet[str]]  # None when available_filter_functions is unreadable
+    ftrace_functions: Optional[AbstractSet[str]]  # None when available_filter_functions is unreadable
     kprobe_blacklist: FrozenSet[str]
     kprobe_events: bool  # tracefs kprobe_events exists (CONFIG_KPROBE_EVENTS)
     lockdown: Optional[str]
-    btf: Optional[Btf] = field(repr=False, default=None)
+    btf: Optional[BtfView] = field(repr=False, default=None)  # a parsed Btf, or factcache.KnownBtf's answers
     headers_dir: Optional[Path] = None
     # CONFIG_KPROBE_EVENTS_ON_NOTRACE: without it a kprobe on a function ftrace cannot trace
     # is refused with EINVAL (perf_event_mmap on Debian 5.10, seen in the lab); the check came
@@ -158,20 +158,22 @@ def kernel_config(release: str) -> Dict[str, str]:
 
 @lru_cache(maxsize=1)
 def probe_kernel() -> KernelFeatures:
+    from .factcache import Sources, heavy_facts  # lazy: factcache reads hooks, which imports this module
     release = platform.release()
-    syms, readable = _kallsyms()
+    # kallsyms, ftrace's functions and BTF are slow to read and fixed for a boot: cached per boot
+    heavy = heavy_facts(release, Sources(_kallsyms, _ftrace_functions, load_vmlinux_btf))
     kprobe_events = any((base / "kprobe_events").exists() for base in TRACEFS_DIRS)
     headers = Path(f"/lib/modules/{release}/build")
     config = kernel_config(release)
     return KernelFeatures(
         release=release,
-        kallsyms=syms,
-        kallsyms_readable=readable,
-        ftrace_functions=_ftrace_functions(),
+        kallsyms=heavy.kallsyms,
+        kallsyms_readable=heavy.kallsyms_readable,
+        ftrace_functions=heavy.ftrace_functions,
         kprobe_blacklist=_blacklist(),
         kprobe_events=kprobe_events,
         lockdown=_lockdown(),
-        btf=load_vmlinux_btf(),
+        btf=heavy.btf,
         headers_dir=headers if (headers / "include").is_dir() else None,
         kprobe_on_notrace=config.get("CONFIG_KPROBE_EVENTS_ON_NOTRACE") == "y",
         tracepoints=_tracepoints(("syscalls",)),
