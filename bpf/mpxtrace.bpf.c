@@ -78,16 +78,17 @@ BPF_RINGBUF_OUTPUT(events, RINGBUF_PAGES);
 #else
 BPF_PERF_OUTPUT(events);
 #endif
-/* COUNTERS_MAP_FLAGS: BPF_F_MMAPABLE where the kernel has it, so the front end reads them
- * without map syscalls (each holds bpf_prog_active: see mpxtrace/kernel/mappedarray.py) */
-BPF_F_TABLE("array", int, u64, counters, CNT_MAX, COUNTERS_MAP_FLAGS);
+/* MAPPED_ARRAY_FLAGS: BPF_F_MMAPABLE where the kernel has it, so the front end reads them
+ * (and seed_mm) without map syscalls (each holds bpf_prog_active: see mpxtrace/kernel/mappedarray.py) */
+BPF_F_TABLE("array", int, u64, counters, CNT_MAX, MAPPED_ARRAY_FLAGS);
 /* A thread's entry stays when its depth returns to 0: an insert and a delete per flagged call
  * cost more than the lookup that finds it again.  LRU makes room for new threads by dropping
  * idle ones (an entry in use was touched by its push, microseconds ago). */
 BPF_TABLE("lru_hash", u64, struct thread_frames, frames, 16384);
 BPF_PERCPU_ARRAY(frame_init, struct thread_frames, 1);
 BPF_HASH(tracked, u64, u8, 65536); /* address spaces holding flagged memory */
-BPF_ARRAY(seed_mm, u64, 1);         /* the mm behind the /proc/PID/statm we read last */
+/* the mm behind the /proc/PID/statm we read last; mapped like the counters */
+BPF_F_TABLE("array", int, u64, seed_mm, 1, MAPPED_ARRAY_FLAGS);
 
 /* An mremap() in progress, by thread: copy_vma() learns how much of the source moves
  * (old_len; the VMA may extend past it) and whether it stays mapped (MREMAP_DONTUNMAP). */

@@ -62,6 +62,11 @@ class ProgramConfig:
     defines: Dict[str, str] = field(default_factory=dict)
     buffer_pages: Optional[int] = None  # None: RINGBUF_PAGES / PERF_PAGES
 
+    @property
+    def arrays_mapped(self) -> bool:
+        """The counters and seed_mm arrays are BPF_F_MMAPABLE: read and written as memory."""
+        return self.defines.get("MAPPED_ARRAY_FLAGS", "0") != "0"
+
     def cflags(self) -> List[str]:
         flags = [f"-I{bpf_dir()}", "-Wno-macro-redefined"]
         for key, value in sorted(self.defines.items()):
@@ -89,8 +94,8 @@ def build_config(tracked: TrackedFlags, features: KernelFeatures, attach: str, b
     defines["PAGE_SHIFT_"] = str(PAGE_SHIFT)
     defines["VM_LOCKED_MASK_"] = f"{VM_LOCKED_MASK:#x}ULL"
     defines["VM_ACCOUNT_"] = f"{VM_ACCOUNT:#x}ULL"
-    # counters in an mmap-able array: read as memory, not by map syscalls (kernel/mappedarray.py)
-    defines["COUNTERS_MAP_FLAGS"] = str(BPF_F_MMAPABLE if features.mmapable_arrays else 0)
+    # arrays the front end reads or writes, mmap-able: no map syscalls (kernel/mappedarray.py)
+    defines["MAPPED_ARRAY_FLAGS"] = str(BPF_F_MMAPABLE if features.mmapable_arrays else 0)
     if buffer == "ring":
         defines["USE_RINGBUF"] = "1"
         defines["RINGBUF_PAGES"] = str(buffer_pages or RINGBUF_PAGES)
@@ -107,20 +112,27 @@ class LoadedProgram:
     bpf: Any
     config: ProgramConfig
     _mapped_counters: Optional[MappedArray] = field(default=None, repr=False)
+    _mapped_seed_mm: Optional[MappedArray] = field(default=None, repr=False)
 
     def mm_of(self, pid: int) -> Optional[int]:
         """The mm_struct of `pid`, learnt by reading its /proc/PID/statm under the seed hook."""
         if not self.config.plan.uses("seed"):
             return None
+        if self._mapped_seed_mm is None and self.config.arrays_mapped:
+            self._mapped_seed_mm = MappedArray(int(self.bpf["seed_mm"].map_fd), 1, writable=True)
+        mapped = self._mapped_seed_mm
         table = self.bpf["seed_mm"]
-        key = table.Key(0)
-        table[key] = table.Leaf(0)
+        if mapped is not None:
+            mapped.store(0, 0)  # no map syscall: resync runs after losses, under load (mappedarray.py)
+        else:
+            table[table.Key(0)] = table.Leaf(0)
         try:
             with open(f"/proc/{pid}/statm") as fh:
                 fh.read()
         except OSError:
             return None
-        return int(table[key].value) or None
+        mm = mapped.values()[0] if mapped is not None else int(table[table.Key(0)].value)
+        return mm or None
 
     def probe_misses(self) -> int:
         """Hits our kprobes and kretprobes missed (tracefs kprobe_profile: name, hits, misses):
@@ -147,7 +159,7 @@ class LoadedProgram:
         return total
 
     def counters(self) -> List[int]:
-        if self._mapped_counters is None and self.config.defines.get("COUNTERS_MAP_FLAGS", "0") != "0":
+        if self._mapped_counters is None and self.config.arrays_mapped:
             table = self.bpf["counters"]
             self._mapped_counters = MappedArray(int(table.map_fd), len(table))
         if self._mapped_counters is not None:
@@ -171,9 +183,10 @@ class LoadedProgram:
             self.bpf.perf_buffer_poll(timeout=timeout_ms)
 
     def close(self) -> None:
-        if self._mapped_counters is not None:
-            self._mapped_counters.close()
-            self._mapped_counters = None
+        for mapped in (self._mapped_counters, self._mapped_seed_mm):
+            if mapped is not None:
+                mapped.close()
+        self._mapped_counters = self._mapped_seed_mm = None
         try:
             self.bpf.cleanup()
         except Exception:  # noqa: BLE001 - best effort at exit

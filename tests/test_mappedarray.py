@@ -11,7 +11,7 @@ from typing import Iterator
 
 import pytest
 
-from mpxtrace.kernel.bpfsyscall import BPF_MAP_UPDATE_ELEM, sys_bpf
+from mpxtrace.kernel.bpfsyscall import BPF_MAP_LOOKUP_ELEM, BPF_MAP_UPDATE_ELEM, sys_bpf
 from mpxtrace.kernel.mappedarray import BPF_F_MMAPABLE, MappedArray, create_array, mmapable_arrays_supported
 from mpxtrace.program import LoadedProgram
 from tests.fake_kernel import KERNEL_510, features
@@ -27,6 +27,12 @@ class _ElemAttr(ctypes.Structure):
 def _update(fd: int, index: int, value: int) -> None:
     key, val = ctypes.c_uint32(index), ctypes.c_uint64(value)
     assert sys_bpf(BPF_MAP_UPDATE_ELEM, _ElemAttr(fd, 0, ctypes.addressof(key), ctypes.addressof(val), 0)) == 0
+
+
+def _lookup(fd: int, index: int) -> int:
+    key, val = ctypes.c_uint32(index), ctypes.c_uint64(0)
+    assert sys_bpf(BPF_MAP_LOOKUP_ELEM, _ElemAttr(fd, 0, ctypes.addressof(key), ctypes.addressof(val), 0)) == 0
+    return int(val.value)
 
 
 @pytest.fixture
@@ -49,6 +55,15 @@ def test_values_written_through_the_map_are_read_from_memory(mmapable_fd: int) -
     _update(mmapable_fd, 1, 7)
     _update(mmapable_fd, 4, 2**63 + 5)
     assert array.values() == [0, 7, 0, 0, 2**63 + 5]  # the same mapping sees later writes
+    array.close()
+
+
+def test_a_value_stored_through_memory_is_what_a_map_lookup_sees(mmapable_fd: int) -> None:
+    array = MappedArray(mmapable_fd, ENTRIES, writable=True)
+    _update(mmapable_fd, 3, 99)
+    array.store(3, 0)
+    array.store(0, 12345)
+    assert _lookup(mmapable_fd, 3) == 0 and _lookup(mmapable_fd, 0) == 12345
     array.close()
 
 
@@ -80,7 +95,7 @@ class _NoLookups(dict):  # type: ignore[type-arg]
 
 def test_the_loaded_program_reads_mmapable_counters_without_syscalls(mmapable_fd: int) -> None:
     _update(mmapable_fd, 2, 11)
-    config = SimpleNamespace(defines={"COUNTERS_MAP_FLAGS": str(BPF_F_MMAPABLE)})
+    config = SimpleNamespace(arrays_mapped=True)
     program = LoadedProgram(SimpleNamespace(__getitem__=None), config)  # type: ignore[arg-type]
     program.bpf = {"counters": _NoLookups(mmapable_fd)}
     assert program.counters() == [0, 0, 11, 0, 0]
@@ -94,6 +109,6 @@ def test_the_program_asks_for_mmapable_counters_only_where_the_kernel_has_them()
     feats = features(KERNEL_510)
     tracked = resolve_flags(["nr"], None)
     feats.mmapable_arrays = False
-    assert build_config(tracked, feats, "kprobe", "ring", ()).defines["COUNTERS_MAP_FLAGS"] == "0"
+    assert build_config(tracked, feats, "kprobe", "ring", ()).defines["MAPPED_ARRAY_FLAGS"] == "0"
     feats.mmapable_arrays = True
-    assert build_config(tracked, feats, "kprobe", "ring", ()).defines["COUNTERS_MAP_FLAGS"] == str(BPF_F_MMAPABLE)
+    assert build_config(tracked, feats, "kprobe", "ring", ()).defines["MAPPED_ARRAY_FLAGS"] == str(BPF_F_MMAPABLE)

@@ -6,9 +6,10 @@ import ctypes.util
 import platform
 from typing import Optional
 
-__all__ = ["SYS_BPF", "sys_bpf", "BPF_MAP_CREATE", "BPF_MAP_UPDATE_ELEM", "BPF_OBJ_GET_INFO_BY_FD"]
+__all__ = ["SYS_BPF", "sys_bpf", "BPF_MAP_CREATE", "BPF_MAP_LOOKUP_ELEM", "BPF_MAP_UPDATE_ELEM", "BPF_OBJ_GET_INFO_BY_FD"]
 
 BPF_MAP_CREATE = 0
+BPF_MAP_LOOKUP_ELEM = 1
 BPF_MAP_UPDATE_ELEM = 2
 BPF_OBJ_GET_INFO_BY_FD = 15
 SYS_BPF = {"x86_64": 321, "aarch64": 280, "ppc64le": 361, "s390x": 351}

@@ -60,13 +60,18 @@ class MappedArray:
     An aligned 8-byte load is atomic on the architectures BPF runs on, and the program adds
     with atomic instructions, so each value read is one the kernel held."""
 
-    def __init__(self, map_fd: int, entries: int) -> None:
+    def __init__(self, map_fd: int, entries: int, writable: bool = False) -> None:
         self._format = f"={entries}Q"
         size = -(-struct.calcsize(self._format) // mmap.PAGESIZE) * mmap.PAGESIZE
-        self._map = mmap.mmap(map_fd, size, mmap.MAP_SHARED, mmap.PROT_READ)
+        prot = mmap.PROT_READ | (mmap.PROT_WRITE if writable else 0)
+        self._map = mmap.mmap(map_fd, size, mmap.MAP_SHARED, prot)
 
     def values(self) -> List[int]:
         return list(struct.unpack_from(self._format, self._map))
+
+    def store(self, index: int, value: int) -> None:
+        """Write one value (a mapping made writable), as the program's next lookup sees it."""
+        struct.pack_into("=Q", self._map, 8 * index, value)
 
     def close(self) -> None:
         self._map.close()
