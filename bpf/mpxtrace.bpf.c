@@ -704,13 +704,15 @@ int kp_mmap_region(struct pt_regs *ctx)
 	return on_mmap_enter(KARG(ARG_MMAP_ADDR), KARG(ARG_MMAP_LEN), KARG(ARG_MMAP_FLAGS));
 }
 int kr_mmap_region(struct pt_regs *ctx) { return on_mmap_exit(ctx, PT_REGS_RC(ctx)); }
-/* VMA hooks read the flags first and the rest only for a VMA that matters */
-#define KP_VMA(vma, v, wanted)                               \
+/* VMA hooks read the flags first and the rest only for a VMA that matters: by probe reads
+ * here (kprobes), by typed BTF loads in FE_VMA (fentry) */
+#define VMA_IF_WANTED(load_u64, load_vma, vma, v, wanted)   \
 	struct vma_view v = {};                               \
-	v.flags = read_u64(vma, OFF_VMA_FLAGS);               \
+	v.flags = load_u64(vma, OFF_VMA_FLAGS);               \
 	if (!(wanted))                                        \
 		return 0;                                     \
-	read_vma(vma, &v)
+	load_vma(vma, &v)
+#define KP_VMA(vma, v, wanted) VMA_IF_WANTED(read_u64, read_vma, vma, v, wanted)
 
 int kp_final_vma(struct pt_regs *ctx)
 {
@@ -773,13 +775,7 @@ int kp_seed_mm(struct pt_regs *ctx) { return on_task_statm(KARG(ARG_SEED_MM)); }
 #define FARGS(n) FARGS_(n)
 #define FARG_(n) a##n
 #define FARG(n) FARG_(n)
-/* the fentry counterpart of KP_VMA, by typed loads */
-#define FE_VMA(vma, v, wanted)                               \
-	struct vma_view v = {};                               \
-	v.flags = BTF_U64(vma, OFF_VMA_FLAGS);                \
-	if (!(wanted))                                        \
-		return 0;                                     \
-	BTF_VMA(vma, &v)
+#define FE_VMA(vma, v, wanted) VMA_IF_WANTED(BTF_U64, BTF_VMA, vma, v, wanted)
 /* the fentry counterpart of on_vmg_enter, by typed loads */
 #define FE_VMG(vmg)                                                                       \
 	on_vmg(BTF_U64(vmg, OFF_VMG_MM), BTF_U64(vmg, OFF_VMG_START), BTF_U64(vmg, OFF_VMG_END), \
