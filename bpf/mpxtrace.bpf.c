@@ -274,12 +274,16 @@ static __always_inline struct frame *push(u64 kind, u64 mm, u64 start, u64 end, 
 	return f;
 }
 
+/* pop()'s mm for "the current task's": read only once a frame is there to match, so a return
+ * in a thread with no frames (an unflagged call, the common case) costs one map lookup. */
+#define MM_CURRENT 1
+
 /* The innermost frame of `kind`, popped into *out.  Frames are pushed only for calls that
  * matter, so a return whose entry pushed nothing may find another kind on top: that is not
  * its frame.  The return of a call of `kind` seen while frames of the same `kind` and
  * `mm` sit under others on top means those others never saw their return (a kretprobe
  * miss): they are unwound and counted, so a lost return cannot mislead later calls. */
-static __always_inline int pop(u64 kind, u64 mm, struct frame *out) /* mm 0: any */
+static __always_inline int pop(u64 kind, u64 mm, struct frame *out) /* mm 0: any; or MM_CURRENT */
 {
 	u64 id = bpf_get_current_pid_tgid();
 	struct thread_frames *st = frames_of(id, 0);
@@ -288,6 +292,8 @@ static __always_inline int pop(u64 kind, u64 mm, struct frame *out) /* mm 0: any
 	u64 d = st->depth;
 	if (d == 0 || d > MAX_DEPTH)
 		return 0;
+	if (mm == MM_CURRENT)
+		mm = current_mm();
 	u64 found = MAX_DEPTH;
 #pragma unroll
 	for (int i = MAX_DEPTH - 1; i >= 0; i--) {
@@ -331,7 +337,7 @@ static __always_inline int on_mmap_enter(u64 addr, u64 len, u64 flags)
 static __always_inline int on_mmap_exit(void *ctx, u64 ret)
 {
 	struct frame f = {};
-	if (!pop(FR_MMAP, current_mm(), &f) || is_err(ret))
+	if (!pop(FR_MMAP, MM_CURRENT, &f) || is_err(ret))
 		return 0;
 	u64 len = f.end - f.start;
 	emit(ctx, EV_MAP, f.mm, ret, ret + len, f.flags, f.ext_start, f.ext_end, 0, 0);
@@ -425,11 +431,18 @@ static __always_inline int on_vmg(u64 mm, u64 start, u64 end, u64 flags, u64 old
 	return 0;
 }
 
+/* kprobe: the new flags first, the changed VMA's only when they lack the flag, the range last */
 static __always_inline int on_vmg_enter(u64 vmg)
 {
-	u64 vma = read_u64(vmg, OFF_VMG_VMA);
+	u64 flags = read_u64(vmg, OFF_VMG_FLAGS), old_flags = 0;
+	if (!(flags & TRACK_MASK)) {
+		u64 vma = read_u64(vmg, OFF_VMG_VMA);
+		old_flags = vma ? read_u64(vma, OFF_VMA_FLAGS) : 0;
+		if (!(old_flags & TRACK_MASK))
+			return 0;
+	}
 	return on_vmg(read_u64(vmg, OFF_VMG_MM), read_u64(vmg, OFF_VMG_START), read_u64(vmg, OFF_VMG_END),
-		      read_u64(vmg, OFF_VMG_FLAGS), vma ? read_u64(vma, OFF_VMA_FLAGS) : 0);
+		      flags, old_flags);
 }
 #endif
 
@@ -476,7 +489,7 @@ static __always_inline int on_copy_enter(u64 vmap, u64 addr, u64 len, u64 pgoff)
 static __always_inline int on_copy_exit(void *ctx, u64 ret)
 {
 	struct frame f = {};
-	if (!pop(FR_COPY, current_mm(), &f) || is_err(ret))
+	if (!pop(FR_COPY, MM_CURRENT, &f) || is_err(ret))
 		return 0;
 	u64 mode = f.ctx, vmap = f.ptr;
 	u64 ext_start = f.ext_start, ext_end = f.ext_end;
@@ -530,7 +543,7 @@ static __always_inline int on_grow_enter(u64 vma)
 static __always_inline int on_grow_exit(void *ctx)
 {
 	struct frame f = {};
-	if (!pop(FR_GROW, current_mm(), &f))
+	if (!pop(FR_GROW, MM_CURRENT, &f))
 		return 0;
 	return sync_vma(ctx, f.ptr);
 }
