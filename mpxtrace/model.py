@@ -465,8 +465,8 @@ class Model:
 
     def _grow(self, space: AddressSpace, start: int, end: int, ts: int) -> None:
         """mremap grew the VMA that ends at `start` in place to end at `end`: when that VMA
-        carries the flag, so does the growth.  A kernel that reported the growth as a merge
-        already (6.12+: vma_merge_extend) leaves nothing to do."""
+        carries the flag, so does the growth.  Where the merge hook saw the growth already
+        (vma_merge_extend() merges it: 6.12 in the lab) there is nothing left to do."""
         below = space.vmas.containing(start - 1)
         if below is None or space.vmas.gaps(start, end) == []:
             return
