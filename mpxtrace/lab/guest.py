@@ -101,6 +101,8 @@ def run_init_script(argv: Sequence[str], markers: Markers, env: Optional[Mapping
         # tracefs is auto-mounted under debugfs too, but tools look in /sys/kernel/tracing.
         "mount -t tracefs tracefs /sys/kernel/tracing",
         "mkdir -p /dev/pts /dev/shm && mount -t devpts devpts /dev/pts && mount -t tmpfs tmpfs /dev/shm",
+        # what udev/systemd would link: bpftrace 0.27 (7.2's) compiles through /dev/fd/N
+        "[ -e /dev/fd ] || ln -s /proc/self/fd /dev/fd",
         f"mkdir -p {PROJECT_MOUNT}",
         f"mount -t ext4 -o ro LABEL={PROJECT_LABEL} {PROJECT_MOUNT}",
         "ulimit -l unlimited",  # BPF maps are charged to locked memory on older kernels
