@@ -143,8 +143,14 @@ def trace(flag: Tuple[str, ...], mask: Optional[str], pids: Tuple[int, ...], log
         reporter.interval(session, int(now * 1e9))
 
     def snapshot(session: Session) -> None:
+        processes = []
+        for space in session.model.spaces:
+            proc = space.to_json(vmas=not space.exited)
+            if not space.exited and tracer.resync_pending(space.pid):
+                proc["resync_pending"] = True  # events lost, not yet repaired: provisional figures
+            processes.append(proc)
         rec = {"type": "snapshot", "ts": session.last_ns, "lost_events": session.lost_events,
-               "processes": [s.to_json(vmas=not s.exited) for s in session.model.spaces]}
+               "processes": processes}
         if as_json:
             _print_json(rec)
         else:

@@ -209,6 +209,10 @@ class Resyncer:
     def pending(self) -> bool:
         return self.dirty_all or bool(self.dirty)
 
+    def pending_for(self, pid: int) -> bool:
+        """Events were lost and `pid`'s picture has not been re-read since: provisional."""
+        return self.dirty_all or pid in self.dirty
+
     def due(self, now: float) -> bool:
         quiet = max(self.quiet_s, self.last_cost_s)
         return self.pending and now - self.last_loss >= quiet and now >= self.next_at

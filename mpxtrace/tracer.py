@@ -273,12 +273,20 @@ class Tracer:
             self.finish()
         return self.session
 
+    def resync_pending(self, pid: int) -> bool:
+        """`pid`'s picture is provisional: events were lost and resync has not re-read it yet."""
+        return self._resync is not None and self._resync.pending_for(pid)
+
     def _verify(self) -> None:
-        """--verify: report every VMA where the model and smaps disagree (see verify.py)."""
+        """--verify: report every VMA where the model and smaps disagree (see verify.py).  Not
+        for a process whose picture is provisional: the loss was reported, resync repairs it."""
         assert self.session is not None
+        if self._resync is not None and self._resync.dirty_all:
+            return
         for rec in drift_records(self.session.model, self.options.tracked.mnemonics, (os.getpid(),),
                                  time.monotonic_ns, self._flush_all):
-            self._emit(rec)
+            if not self.resync_pending(int(rec["pid"])):
+                self._emit(rec)
 
     def _resync_pass(self) -> None:
         """After lost events: the picture re-read from smaps where that is provably exact (resync.py)."""

@@ -186,6 +186,7 @@ def test_a_pass_resyncs_settled_processes_and_keeps_busy_ones_pending(monkeypatc
     out = run_pass(kernel, session, r)
     assert [(rec["pid"], rec["vmas"], rec["ts"]) for rec in out] == [(100, [[A, A + 3 * PAGE]], 777)]
     assert r.dirty == {200} and r.pending  # an event arrived for it while smaps was read
+    assert r.pending_for(200) and not r.pending_for(100)  # only the busy one stays provisional
     # the next pass: 200 is quiet now, and 100 (settled already) is not looked at again
     kernel.reads = [{200: _Seen("busy", ((A, A + 2 * PAGE),))}] * 2
     kernel.events_during = []
@@ -274,6 +275,29 @@ def test_a_loss_the_tracer_reads_makes_a_resync_pending() -> None:
     t._program.values["frame_stale"] = 1  # type: ignore[union-attr]
     t._read_counters(2)
     assert t._resync.pending and t.losses_seen() == 1
+
+
+def test_snapshots_mark_and_verify_skips_the_processes_a_loss_left_provisional(
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    from test_tracer_losses import tracer
+    from mpxtrace import tracer as tracer_module
+    t = tracer("ring")
+    t.session = session_with(ev("map", 10, A, A + PAGE), ev("map", 11, A, A + PAGE, mm=MM2, tgid=200))
+    t._resync = resyncer()
+    drift = [{"type": "drift", "ts": 1, "pid": pid, "vma": [A, A + PAGE], "expected": "present", "seen": "absent"}
+             for pid in (100, 200)]
+    monkeypatch.setattr(tracer_module, "drift_records", lambda *a: list(drift))
+    emitted: List[Dict[str, Any]] = []
+    monkeypatch.setattr(t, "_emit", emitted.append)
+    t._verify()
+    assert [r["pid"] for r in emitted] == [100, 200] and not t.resync_pending(100)  # no loss: all checked
+    t._resync.on_loss()
+    emitted.clear()
+    t._verify()
+    assert emitted == [] and t.resync_pending(100) and t.resync_pending(200)  # all provisional after a loss
+    t._resync.dirty_all, t._resync.dirty = False, {200}  # a pass repaired 100; 200 was busy
+    t._verify()
+    assert [r["pid"] for r in emitted] == [100] and t.resync_pending(200) and not t.resync_pending(100)
 
 
 def test_the_text_summary_says_why_it_is_incomplete() -> None:
