@@ -195,6 +195,7 @@ def test_unreadable_facts_are_not_cached(tmp_path: Path, cache_dir: Path) -> Non
     no_ftrace = Sources(sources.kallsyms, lambda: None, sources.btf, sources.proc)
     assert heavy_facts("test", no_ftrace, cache_dir=cache_dir).ftrace_functions is None
     assert not heavy_facts("test", no_ftrace, cache_dir=cache_dir).from_cache
+    assert not cache_dir.exists()  # a host that cannot trace is left as it was
 
 
 def test_known_names_answer_like_the_set_they_stand_for() -> None:

@@ -291,22 +291,34 @@ def heavy_facts(release: str, sources: Sources, questions: Optional[Questions] =
     as root with everything readable, cached for the next start)."""
     questions = questions or default_questions()
     key = cache_key(release, questions, sources.proc) if cache_dir is not None and _is_root() else None
-    dirfd = _open_private_dir(cache_dir, create=True) if key and cache_dir is not None else None
+    if key is None or cache_dir is None:
+        return _live(sources)
     name = f"{_PREFIX}{key}.json"
-    try:
-        if dirfd is not None:
+    dirfd = _open_private_dir(cache_dir, create=False)
+    if dirfd is not None:
+        try:
             data = _read_cache(dirfd, name)
-            if data is not None and data.get("key") == key and data.get("format") == FORMAT:
-                try:
-                    return _from_answers(data, sources)
-                except (KeyError, TypeError, ValueError, IndexError):
-                    pass  # malformed: probe live and write it again
-        syms, readable = sources.kallsyms()
-        live = HeavyFacts(syms, readable, sources.ftrace_functions(), sources.btf())
-        if dirfd is not None and readable and live.ftrace_functions is not None and live.btf is not None:
-            data = {"format": FORMAT, "key": key, "release": release, **_answers(live, questions)}
-            _write_cache(dirfd, name, data)
-        return live
-    finally:
-        if dirfd is not None:
+        finally:
             os.close(dirfd)
+        if data is not None and data.get("key") == key and data.get("format") == FORMAT:
+            try:
+                return _from_answers(data, sources)
+            except (KeyError, TypeError, ValueError, IndexError):
+                pass  # malformed: probe live and write it again
+    live = _live(sources)
+    # only what can be answered in full is cached; the directory is made only then (a host
+    # that cannot trace is left as it was)
+    if live.kallsyms_readable and live.ftrace_functions is not None and live.btf is not None:
+        dirfd = _open_private_dir(cache_dir, create=True)
+        if dirfd is not None:
+            try:
+                _write_cache(dirfd, name, {"format": FORMAT, "key": key, "release": release,
+                                           **_answers(live, questions)})
+            finally:
+                os.close(dirfd)
+    return live
+
+
+def _live(sources: Sources) -> HeavyFacts:
+    syms, readable = sources.kallsyms()
+    return HeavyFacts(syms, readable, sources.ftrace_functions(), sources.btf())
