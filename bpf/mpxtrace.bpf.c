@@ -595,18 +595,20 @@ static __always_inline int on_free(void *ctx, const struct vma_view *vv)
 	struct vma_view v = *vv;
 	if (v.end <= v.start)
 		return 0;
+	/* VM_LOCKED can be gone by now although the memory carried it: 5.10's munmap clears it
+	 * (munlock_vma_pages_all, until a213e5cf71cb "mm/munlock: delete munlock_vma_pages_all(),
+	 * allow oomreap") before the VMA is freed.  When tracing it there, every free in
+	 * an address space holding flagged memory is reported, except during teardown, where
+	 * MM_EXIT releases everything at once.  Other flags and kernels pay nothing for this, and
+	 * there a free elsewhere costs one lookup (the address space) before the thread's frames. */
+	int flagged = (v.flags & TRACK_MASK) != 0;
+	if (!flagged && (!(TRACK_MASK & CLEARED_BEFORE_FREE) || !is_tracked(v.mm)))
+		return 0;
 	u64 id = bpf_get_current_pid_tgid();
 	struct thread_frames *st = frames_of(id, 0);
 	struct frame *f = st ? top(st) : 0;
-	if (!(v.flags & TRACK_MASK)) {
-		/* VM_LOCKED can be gone by now although the memory carried it: 5.10's munmap clears it
-		 * (munlock_vma_pages_all, until a213e5cf71cb "mm/munlock: delete munlock_vma_pages_all(),
-		 * allow oomreap") before the VMA is freed.  When tracing it there, every free in
-		 * an address space holding flagged memory is reported, except during teardown, where
-		 * MM_EXIT releases everything at once.  Other flags and kernels pay nothing for this. */
-		if (!(TRACK_MASK & CLEARED_BEFORE_FREE) || !is_tracked(v.mm) || (f && f->kind == FR_EXIT))
-			return 0;
-	}
+	if (!flagged && f && f->kind == FR_EXIT)
+		return 0;
 	if (f && f->mm == v.mm) {
 		/* a merge frees the neighbours it absorbs: they touch its range (a frame whose range
 		 * this VMA does not touch was left by a lost return, and the free is a real one) */
