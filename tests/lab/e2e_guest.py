@@ -6,6 +6,7 @@ Plain Python (no pytest) so it runs on every guest as a user's machine would.
 """
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import queue
@@ -14,7 +15,7 @@ import subprocess
 import sys
 import threading
 import time
-from typing import Any, Dict, List, Optional, Tuple
+from typing import Any, Dict, Iterator, List, Optional, Tuple
 
 from guestout import print_report  # same directory: the script's own
 
@@ -167,6 +168,20 @@ def run_mode(flag: str, create: str, role: str, attach: str, buffer: str, pid_fi
     return result
 
 
+@contextlib.contextmanager
+def reported(tracer: "subprocess.Popen[str]", result: Dict[str, Any]) -> Iterator[None]:
+    """A run's failure becomes its `error` (the host test fails on it); its exit status is
+    recorded, and the tracer never outlives the run."""
+    try:
+        yield
+        result["tracer_exit"] = tracer.wait(60)
+    except Exception as exc:  # noqa: BLE001 - reported to the host test
+        result["error"] = f"{type(exc).__name__}: {exc}"
+    finally:
+        if tracer.poll() is None:
+            tracer.kill()
+
+
 def run_loss(buffer: str) -> Dict[str, Any]:
     """A one-page buffer and a burst of flagged mmaps: losses must be counted and reported."""
     tracer = subprocess.Popen([sys.executable, "-m", "mpxtrace", "trace", "--flag", "VM_NORESERVE", "--json",
@@ -174,7 +189,7 @@ def run_loss(buffer: str) -> Dict[str, Any]:
                               stderr=subprocess.DEVNULL, universal_newlines=True)
     out = Lines(tracer.stdout)
     result: Dict[str, Any] = {"buffer": buffer}
-    try:
+    with reported(tracer, result):
         out.next_json("attached", 300)
         burst = ("from mpxtrace import workload as w\n"
                  "for _ in range(3000): w.munmap(w.mmap(0, 1, 3, w.MAP_NORESERVE), 1)\n")
@@ -186,12 +201,6 @@ def run_loss(buffer: str) -> Dict[str, Any]:
         result["lost_by_source"] = summary["lost_by_source"]
         result["events"] = summary["events"]
         result["lost_records"] = sum('"type":"lost_events"' in line for line in out.seen)
-        result["tracer_exit"] = tracer.wait(60)
-    except Exception as exc:  # noqa: BLE001 - reported to the host test
-        result["error"] = f"{type(exc).__name__}: {exc}"
-    finally:
-        if tracer.poll() is None:
-            tracer.kill()
     return result
 
 
@@ -217,7 +226,7 @@ def run_syscall_count() -> Dict[str, Any]:
                               stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, universal_newlines=True)
     out = Lines(tracer.stdout)
     result: Dict[str, Any] = {}
-    try:
+    with reported(tracer, result):
         from bcc import BPF  # type: ignore
         result["attached"] = out.next_json("attached", 300)
         counter = BPF(text=SYSCALL_COUNTER, cflags=[f"-DTRACER_TGID={tracer.pid}"])
@@ -231,12 +240,6 @@ def run_syscall_count() -> Dict[str, Any]:
         counter.cleanup()
         tracer.send_signal(signal.SIGINT)
         result["events"] = out.next_json("summary", 60)["events"]
-        result["tracer_exit"] = tracer.wait(60)
-    except Exception as exc:  # noqa: BLE001 - reported to the host test
-        result["error"] = f"{type(exc).__name__}: {exc}"
-    finally:
-        if tracer.poll() is None:
-            tracer.kill()
     return result
 
 
