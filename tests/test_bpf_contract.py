@@ -70,26 +70,6 @@ def test_every_kprobe_and_kretprobe_program_the_planner_attaches_exists() -> Non
     assert wanted - defined == set(), "attach_kprobe/attach_kretprobe would find no such function"
 
 
-def test_each_kprobe_program_is_compiled_when_its_hook_is_planned_as_a_kprobe() -> None:
-    """The wrappers are compiled only under KPROBE_<hook> (build_config's plan defines it): each
-    one's nearest enclosing #if must name its own hook, or attach_kprobe finds no function."""
-    program = c_source("mpxtrace.bpf.c")
-    for spec in HOOKS:
-        for name in (spec.entry, spec.exit):
-            if not name:
-                continue
-            at = re.search(rf"\bint\s+{name}\s*\(", program)
-            assert at, name
-            guard = re.findall(r"(?m)^#\s*if.*$", program[:at.start()])[-1]
-            assert spec.key in re.findall(r"KPROBE_(\w+)", guard), f"{name}: guarded by {guard!r}"
-    keys = {spec.key for spec in HOOKS if spec.entry or spec.exit}
-    assert set(re.findall(r"KPROBE_(\w+)", program)) == keys, "a KPROBE_ guard no hook defines"
-
-    config = build_config(resolve_flags(["lo"], None), features(KERNEL_612, fields=VMG), "kprobe", "ring", ())
-    planned = {a.hook for a in config.plan.attaches if a.mode == "kprobe"}
-    assert planned and planned == {k[len("KPROBE_"):] for k in config.defines if k.startswith("KPROBE_")}
-
-
 def fentry_guards(program: str) -> Set[str]:
     return set(re.findall(r"(?:#\s*ifdef\s+|defined\s*\(\s*)FENTRY_(\w+)", program))
 

@@ -207,7 +207,6 @@ def plan_hooks(features: KernelFeatures, attach: str) -> HookPlan:
                 plan.defines[f"NARGS_{symbol}"] = str(len(params or []))
             elif features.can_kprobe(symbol):
                 plan.attaches.append(PlannedAttach(spec.key, symbol, "kprobe", len(params) if params else None))
-                plan.defines[f"KPROBE_{spec.key}"] = "1"  # its wrappers are compiled only then
             else:
                 why = f"{symbol} cannot be probed (kprobe blacklist, lockdown or no kprobe support)"
                 if spec.required:
