@@ -21,23 +21,17 @@ import sys
 import time
 from typing import Dict, List, Optional
 
-from mpxtrace.kernel.bpfsyscall import sys_bpf
+from mpxtrace.kernel.bpfsyscall import BPF_MAP_LOOKUP_ELEM, MapElemAttr, sys_bpf
 from mpxtrace.kernel.mappedarray import create_array
 
-BPF_MAP_LOOKUP_ELEM = 1
 MAP_NORESERVE = 0x4000
-
-
-class _ElemAttr(ctypes.Structure):
-    _fields_ = [("map_fd", ctypes.c_uint32), ("_pad", ctypes.c_uint32), ("key", ctypes.c_uint64),
-                ("value", ctypes.c_uint64), ("flags", ctypes.c_uint64)]
 
 
 def lookup_forever() -> None:
     fd = create_array(1)
     assert fd >= 0, f"BPF_MAP_CREATE: errno {-fd}"
     key, value = ctypes.c_uint32(0), ctypes.c_uint64(0)
-    attr = _ElemAttr(fd, 0, ctypes.addressof(key), ctypes.addressof(value), 0)
+    attr = MapElemAttr(fd, 0, ctypes.addressof(key), ctypes.addressof(value), 0)
     while True:
         sys_bpf(BPF_MAP_LOOKUP_ELEM, attr)
 

@@ -11,7 +11,7 @@ from typing import Iterator
 
 import pytest
 
-from mpxtrace.kernel.bpfsyscall import BPF_MAP_LOOKUP_ELEM, BPF_MAP_UPDATE_ELEM, sys_bpf
+from mpxtrace.kernel.bpfsyscall import BPF_MAP_LOOKUP_ELEM, BPF_MAP_UPDATE_ELEM, MapElemAttr, sys_bpf
 from mpxtrace.kernel.mappedarray import BPF_F_MMAPABLE, MappedArray, create_array, mmapable_arrays_supported
 from mpxtrace.program import LoadedProgram
 from tests.fake_kernel import KERNEL_510, features
@@ -19,19 +19,14 @@ from tests.fake_kernel import KERNEL_510, features
 ENTRIES = 5
 
 
-class _ElemAttr(ctypes.Structure):
-    _fields_ = [("map_fd", ctypes.c_uint32), ("_pad", ctypes.c_uint32), ("key", ctypes.c_uint64),
-                ("value", ctypes.c_uint64), ("flags", ctypes.c_uint64)]
-
-
 def _update(fd: int, index: int, value: int) -> None:
     key, val = ctypes.c_uint32(index), ctypes.c_uint64(value)
-    assert sys_bpf(BPF_MAP_UPDATE_ELEM, _ElemAttr(fd, 0, ctypes.addressof(key), ctypes.addressof(val), 0)) == 0
+    assert sys_bpf(BPF_MAP_UPDATE_ELEM, MapElemAttr(fd, 0, ctypes.addressof(key), ctypes.addressof(val), 0)) == 0
 
 
 def _lookup(fd: int, index: int) -> int:
     key, val = ctypes.c_uint32(index), ctypes.c_uint64(0)
-    assert sys_bpf(BPF_MAP_LOOKUP_ELEM, _ElemAttr(fd, 0, ctypes.addressof(key), ctypes.addressof(val), 0)) == 0
+    assert sys_bpf(BPF_MAP_LOOKUP_ELEM, MapElemAttr(fd, 0, ctypes.addressof(key), ctypes.addressof(val), 0)) == 0
     return int(val.value)
 
 

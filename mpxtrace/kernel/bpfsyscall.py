@@ -6,7 +6,7 @@ import ctypes.util
 import platform
 from typing import Optional
 
-__all__ = ["SYS_BPF", "sys_bpf", "BPF_MAP_CREATE", "BPF_MAP_LOOKUP_ELEM", "BPF_MAP_UPDATE_ELEM", "BPF_OBJ_GET_INFO_BY_FD"]
+__all__ = ["SYS_BPF", "sys_bpf", "MapElemAttr", "BPF_MAP_CREATE", "BPF_MAP_LOOKUP_ELEM", "BPF_MAP_UPDATE_ELEM", "BPF_OBJ_GET_INFO_BY_FD"]
 
 BPF_MAP_CREATE = 0
 BPF_MAP_LOOKUP_ELEM = 1
@@ -15,6 +15,13 @@ BPF_OBJ_GET_INFO_BY_FD = 15
 SYS_BPF = {"x86_64": 321, "aarch64": 280, "ppc64le": 361, "s390x": 351}
 _SYS_BPF_NR = SYS_BPF.get(platform.machine())  # None: an architecture we have no number for
 _libc: Optional[ctypes.CDLL] = None
+
+
+class MapElemAttr(ctypes.Structure):
+    """union bpf_attr for BPF_MAP_{LOOKUP,UPDATE}_ELEM: key and value are user addresses."""
+
+    _fields_ = [("map_fd", ctypes.c_uint32), ("_pad", ctypes.c_uint32), ("key", ctypes.c_uint64),
+                ("value", ctypes.c_uint64), ("flags", ctypes.c_uint64)]
 
 
 def sys_bpf(cmd: int, attr: "ctypes.Structure") -> int:
