@@ -23,6 +23,7 @@ from pathlib import Path
 from typing import IO, BinaryIO, Callable, Iterator, List, Optional, Tuple, Union
 
 from .events import Record
+from .fastevents import EventReader, event_reader
 from .records import LogChecker, RecordError, check_header
 from .safefile import UnsafePath, create_private
 
@@ -156,9 +157,18 @@ class LogReader:
     def records(self) -> Iterator[Record]:
         assert self._source is not None
         checker = LogChecker(self.header["version"])
+        # events that msgspec's typed decoder finds valid skip the usual decode and checks (version 1
+        # logs rename fields first, so they take the usual path)
+        read_event = _read_event if not checker.version1 else None
         try:
             for lineno, line, torn in _lines(self._source, 2):
                 self.lines = lineno
+                if read_event is not None and not checker.ended and len(line) <= MAX_LINE:
+                    event = read_event(line)
+                    if event is not None:
+                        checker.passed_event()
+                        yield event
+                        continue
                 if not line.strip():
                     continue
                 try:
@@ -195,6 +205,7 @@ def _fast_decoder() -> Optional[Callable[[bytes], object]]:
 
 
 _fast_decode = _fast_decoder()
+_read_event: Optional[EventReader] = event_reader()
 
 
 def _parse(line: bytes) -> object:

@@ -422,6 +422,12 @@ class LogChecker:
         if rec["type"] == "end":
             self.ended = True
 
+    def passed_event(self) -> None:
+        """An event record found valid elsewhere (fastevents): the order rules as check() applies them."""
+        self._seeding = False
+        if self._seeded:
+            self._seeded.clear()
+
     def _add_seed(self, rec: Mapping[str, Any]) -> None:
         key = ("mm", rec["mm"]) if "mm" in rec else ("pid", rec["pid"])
         starts, ends = self._seeded.setdefault(key, ([], []))
