@@ -81,6 +81,8 @@ BPF_PERF_OUTPUT(events);
 /* MAPPED_ARRAY_FLAGS: BPF_F_MMAPABLE where the kernel has it, so the front end reads them
  * (and seed_mm) without map syscalls (each holds bpf_prog_active: see mpxtrace/kernel/mappedarray.py) */
 BPF_F_TABLE("array", int, u64, counters, CNT_MAX, MAPPED_ARRAY_FLAGS);
+/* enum mpxtrace_tally: per-kind event counts and mmap/unmap size histograms, mapped the same way */
+BPF_F_TABLE("array", int, u64, tallies, TALLY_MAX, MAPPED_ARRAY_FLAGS);
 /* A thread's entry stays when its depth returns to 0: an insert and a delete per flagged call
  * cost more than the lookup that finds it again.  LRU makes room for new threads by dropping
  * idle ones (an entry in use was touched by its push, microseconds ago). */
@@ -163,8 +165,38 @@ static __always_inline int is_tracked(u64 mm)
 }
 
 /* ---- the event stream -------------------------------------------------------------- */
+static __always_inline void tally(int index, u64 value)
+{
+	u64 *slot = tallies.lookup(&index);
+	if (slot)
+		__sync_fetch_and_add(slot, value);
+}
+
+/* Log2Histogram's bucket (mpxtrace/stats.py): the size's bit length */
+static __always_inline int size_bucket(u64 size)
+{
+	int bucket = size ? bpf_log2l(size) : 0;
+	return bucket < MPXTRACE_TALLY_BUCKETS ? bucket : MPXTRACE_TALLY_BUCKETS - 1;
+}
+
+/* What the summary needs even when the stream overflows, aggregated here (bpftrace's way):
+ * every event counted by kind, and the sizes of flagged mappings made and VMAs destroyed. */
+static __always_inline void tally_event(const struct mpxtrace_event *e)
+{
+	tally(TALLY_EMITTED + e->kind, 1);
+	u64 size = e->end - e->start;
+	if (e->kind == EV_MAP) {
+		tally(TALLY_MAP_BYTES, size);
+		tally(TALLY_MAP_LOG2 + size_bucket(size), 1);
+	} else if (e->kind == EV_UNMAP) {
+		tally(TALLY_UNMAP_BYTES, size);
+		tally(TALLY_UNMAP_LOG2 + size_bucket(size), 1);
+	}
+}
+
 static __always_inline void submit(void *ctx, struct mpxtrace_event *e)
 {
+	tally_event(e);
 #ifdef USE_RINGBUF
 	if (events.ringbuf_output(e, sizeof(*e), 0) != 0)
 		counters.increment(CNT_LOST_SUBMIT);

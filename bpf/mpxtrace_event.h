@@ -59,4 +59,16 @@ enum mpxtrace_counter {
 	CNT_MAX = 4,
 };
 
+/* Indexes of the `tallies` array map: aggregates the kernel program keeps itself.  Counted in
+ * submit(), before the stream buffer may refuse the event, so no stream loss touches them. */
+#define MPXTRACE_TALLY_BUCKETS 64
+enum mpxtrace_tally {
+	TALLY_EMITTED = 0,      /* + kind (EV_*, 1..10): events of that kind handed to the stream */
+	TALLY_MAP_BYTES = 16,   /* bytes of the EV_MAP events: flagged memory mmap_region() mapped */
+	TALLY_UNMAP_BYTES = 17, /* bytes of the EV_UNMAP events: flagged VMAs destroyed */
+	TALLY_MAP_LOG2 = 18,    /* + bucket: EV_MAP sizes; bucket k holds [2^(k-1), 2^k) bytes */
+	TALLY_UNMAP_LOG2 = 82,  /* + bucket: EV_UNMAP sizes, the same buckets */
+	TALLY_MAX = 146,
+};
+
 #endif /* MPXTRACE_EVENT_H */

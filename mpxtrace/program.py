@@ -111,7 +111,7 @@ def build_config(tracked: TrackedFlags, features: KernelFeatures, attach: str, b
 class LoadedProgram:
     bpf: Any
     config: ProgramConfig
-    _mapped_counters: Optional[MappedArray] = field(default=None, repr=False)
+    _mapped_arrays: Dict[str, MappedArray] = field(default_factory=dict, repr=False)  # read-only: counters, tallies
     _mapped_seed_mm: Optional[MappedArray] = field(default=None, repr=False)
 
     def mm_of(self, pid: int) -> Optional[int]:
@@ -159,12 +159,21 @@ class LoadedProgram:
         return total
 
     def counters(self) -> List[int]:
-        if self._mapped_counters is None and self.config.arrays_mapped:
-            table = self.bpf["counters"]
-            self._mapped_counters = MappedArray(int(table.map_fd), len(table))
-        if self._mapped_counters is not None:
-            return self._mapped_counters.values()
-        table = self.bpf["counters"]  # each lookup holds the CPU's bpf_prog_active (mappedarray.py)
+        """enum mpxtrace_counter: events lost in the kernel, by cause."""
+        return self._array_values("counters")
+
+    def tallies(self) -> List[int]:
+        """enum mpxtrace_tally: what the program emitted, aggregated in the kernel (tallies.py)."""
+        return self._array_values("tallies")
+
+    def _array_values(self, name: str) -> List[int]:
+        mapped = self._mapped_arrays.get(name)
+        if mapped is None and self.config.arrays_mapped:
+            table = self.bpf[name]
+            mapped = self._mapped_arrays[name] = MappedArray(int(table.map_fd), len(table))
+        if mapped is not None:
+            return mapped.values()
+        table = self.bpf[name]  # each lookup holds the CPU's bpf_prog_active (mappedarray.py)
         return [int(table[table.Key(i)].value) for i in range(len(table))]
 
     def open_buffer(self, on_event: Callable[[Any], int], on_lost: Callable[[int], None]) -> None:
@@ -183,10 +192,11 @@ class LoadedProgram:
             self.bpf.perf_buffer_poll(timeout=timeout_ms)
 
     def close(self) -> None:
-        for mapped in (self._mapped_counters, self._mapped_seed_mm):
+        for mapped in [*self._mapped_arrays.values(), self._mapped_seed_mm]:
             if mapped is not None:
                 mapped.close()
-        self._mapped_counters = self._mapped_seed_mm = None
+        self._mapped_arrays.clear()
+        self._mapped_seed_mm = None
         try:
             self.bpf.cleanup()
         except Exception:  # noqa: BLE001 - best effort at exit

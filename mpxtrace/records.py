@@ -1,7 +1,7 @@
 """The record schema: one home for every record type mpxtrace writes or reads back.
 
 Log records (``--log``, replayed by ``report``): ``header``, ``seed``, ``event``, ``lost``,
-``proc_exit``, ``resident``, ``drift``, ``resync``, ``end``.  Output records (``--json``): ``attached``, ``interval``, ``snapshot``,
+``proc_exit``, ``resident``, ``drift``, ``resync``, ``tallies``, ``end``.  Output records (``--json``): ``attached``, ``interval``, ``snapshot``,
 ``summary``, ``drift``, ``lost_events``, ``targets_exited``, ``log_stopped``.
 
 A log is input like any other: ``check_header``/``LogChecker`` validate each record read back
@@ -32,7 +32,7 @@ U32_MAX = (1 << 32) - 1
 MAX_INTERVAL_NS = 366 * 86400 * 10**9  # a year: more is a typo, and keeps timeline arithmetic sane
 MAX_TEXT = 4096  # a comm is 15 bytes, a source name a word; anything longer is not ours
 
-LOG_TYPES = ("header", "seed", "event", "lost", "proc_exit", "resident", "drift", "resync", "end")
+LOG_TYPES = ("header", "seed", "event", "lost", "proc_exit", "resident", "drift", "resync", "tallies", "end")
 OUTPUT_TYPES = ("attached", "interval", "snapshot", "summary", "drift", "lost_events", "targets_exited",
                 "log_stopped")
 
@@ -165,6 +165,28 @@ U64 = _int_in(0, U64_MAX)
 U32 = _int_in(0, U32_MAX)
 PID = _int_in(1, U32_MAX)
 COUNT = _int_in(1, U64_MAX)
+TALLY_BUCKETS = 64  # MPXTRACE_TALLY_BUCKETS: a size's bit length, capped
+
+
+def _bucket_count(value: Any) -> Optional[str]:
+    if not isinstance(value, list) or len(value) != 2:
+        return "must be a [bucket, count] pair"
+    return _int_in(0, TALLY_BUCKETS - 1)(value[0]) or COUNT(value[1])
+
+
+_SIZES = _object({"bytes": U64, "log2": _list_of(_bucket_count, limit=TALLY_BUCKETS)}, {})
+
+
+def _emitted(value: Any) -> Optional[str]:
+    if not isinstance(value, dict):
+        return f"must be an object, not {_kind_of(value)}"
+    for name, count in value.items():
+        if name not in EVENT_KINDS:
+            return f"names an unknown event kind {name!r:.40}"
+        problem = U64(count)
+        if problem:
+            return f"`{name}` {problem}"
+    return None
 
 # Every field a log record may carry, and what it must hold.
 FIELD_CHECKS: Dict[str, Check] = {
@@ -181,6 +203,8 @@ FIELD_CHECKS: Dict[str, Check] = {
     "processes": _list_of(_object(
         {"pid": PID, "resident_bytes": U64, "smaps_flagged_bytes": U64, "rss_bytes": U64, "vsize_bytes": U64,
          "rss_share": _share, "vsize_share": _share}, {"mm": _hex_or_null}), limit=1 << 20),
+    # the kernel's own aggregates (mpxtrace/tallies.py): events emitted by kind, mmap/unmap sizes
+    "emitted": _emitted, "mapped": _SIZES, "destroyed": _SIZES,
 }
 
 
@@ -228,6 +252,7 @@ _OTHER_TYPES: Dict[str, Tuple[Tuple[str, ...], Tuple[str, ...]]] = {
     "end": (("ts",), ()),
     "drift": (("ts", "pid", "vma", "expected", "seen"), ()),  # --verify: the model and smaps disagree (verify.py)
     "resync": (("ts", "pid", "within", "vmas"), ("comm", "mm", "gone")),
+    "tallies": (("ts", "emitted", "mapped", "destroyed"), ()),
     "resident": (("ts", "mem_total_bytes", "flagged_resident_bytes", "ram_share", "processes_sampled", "sample_ns",
                   "processes"), ("source",)),
 }
@@ -271,6 +296,8 @@ def check_record(rec: Any) -> None:
             _nonempty(rec)
         elif rtype == "resync":
             _resync_ranges(rec)
+        elif rtype == "tallies":
+            _tallies_add_up(rec)
     elif rtype == "header":
         raise RecordError("a second header (a log has exactly one, on line 1)")
     elif rtype in OUTPUT_TYPES:
@@ -332,6 +359,17 @@ def _resync_ranges(rec: Mapping[str, Any]) -> None:
             raise RecordError(f"resync VMA [{start:#x}, {end:#x}) overlaps the one before it or lies outside "
                               f"[{lo:#x}, {hi:#x})")
         cursor = end
+
+
+def _tallies_add_up(rec: Mapping[str, Any]) -> None:
+    """A histogram's buckets ascend, and count exactly the events of its kind."""
+    for part, kind in (("mapped", "map"), ("destroyed", "unmap")):
+        buckets = [bucket for bucket, _ in rec[part]["log2"]]
+        if buckets != sorted(set(buckets)):
+            raise RecordError(f"`{part}` buckets are not ascending and distinct")
+        counted, emitted = sum(count for _, count in rec[part]["log2"]), rec["emitted"].get(kind, 0)
+        if counted != emitted:
+            raise RecordError(f"`{part}` holds {counted} sizes but {emitted} {kind} events were emitted")
 
 
 def _nonempty(rec: Mapping[str, Any]) -> None:

@@ -4,12 +4,12 @@ JSON output needs no code here: every record is already a dict (NDJSON, one per 
 """
 from __future__ import annotations
 
-from typing import Dict, List, Sequence
+from typing import Dict, List, Optional, Sequence
 
 from .events import Record
 
 __all__ = ["human_bytes", "human_ns", "histogram_text", "processes_text", "summary_text", "window_label",
-           "interval_text", "resident_text"]
+           "interval_text", "resident_text", "kernel_tallies_text"]
 
 _BYTE_UNITS = ("", "K", "M", "G", "T", "P", "E")
 
@@ -95,6 +95,11 @@ def interval_text(rec: Record, clock: str = "") -> str:
            f"{totals['live_vmas']} VMAs"]
     if rec["lost_events"]:
         out.append(f"WARNING: {rec['lost_events']} events lost {label} ({rec['lost_by_source']})")
+    kernel = rec.get("kernel")
+    if kernel and rec["lost_events"]:
+        out.append(f"kernel counted {label} (complete): {kernel['events']} events, {kernel['mapped']} flagged "
+                   f"mappings made ({human_bytes(kernel['mapped_bytes'])}, {human_bytes(kernel['mapped_bytes_per_s'])}/s), "
+                   f"{kernel['destroyed']} flagged VMAs destroyed ({human_bytes(kernel['destroyed_bytes'])})")
     if rec.get("resident"):
         out.append(resident_text(rec["resident"], int(totals["live_bytes"])))
     now_cols = f"{'LIVE':>9} {'VMAS':>5} {'RESIDENT':>9} {'%RSS':>6} {'%VSZ':>6}"
@@ -128,6 +133,20 @@ def _incomplete_note(summary: Record) -> str:
     return "  [incomplete: " + "; ".join(notes) + "]"
 
 
+def kernel_tallies_text(tallies: Optional[Record], stream_lost: bool) -> List[str]:
+    """What the kernel program counted itself (tallies.py); its histograms when the stream's are short."""
+    if not tallies:
+        return []
+    mapped, destroyed = tallies["mapped"], tallies["destroyed"]
+    out = ["", f"kernel counted (no stream loss touches these): {tallies['events']} events; "
+               f"{mapped['count']} flagged mappings made ({human_bytes(mapped['sum'])}), "
+               f"{destroyed['count']} flagged VMAs destroyed ({human_bytes(destroyed['sum'])})"]
+    if stream_lost:
+        out += [""] + histogram_text(mapped, "mapped_size (kernel, complete)")
+        out += [""] + histogram_text(destroyed, "destroyed_size (kernel, complete)")
+    return out
+
+
 def summary_text(summary: Record) -> str:
     flags = summary.get("flags", {})
     totals = summary["totals"]
@@ -155,6 +174,7 @@ def summary_text(summary: Record) -> str:
     out += histogram_text(summary["histograms"]["allocation_size"], "allocation_size")
     out.append("")
     out += histogram_text(summary["histograms"]["lifetime"], "lifetime")
+    out += kernel_tallies_text(summary.get("kernel_tallies"), bool(summary["lost_events"]))
     if summary["timeline"]:
         out += ["", f"{'T+':>8} {'ALLOCS':>7} {'ALLOC_B':>9} {'FREES':>6} {'FREED_B':>9}"]
         for row in summary["timeline"]:

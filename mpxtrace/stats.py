@@ -9,6 +9,7 @@ from typing import Dict, List, Optional, Tuple
 from .events import Record
 from .model import AddressSpace, Model
 from .resync import RESYNC_RECORD, apply_resync
+from .tallies import COUNT_NAMES as KERNEL_COUNTS, TALLIES_RECORD, window_counts
 
 __all__ = ["Log2Histogram", "Stats", "Session", "SUMMARY_VERSION", "RESIDENT_RECORD"]
 
@@ -30,6 +31,15 @@ class Log2Histogram:
         self.buckets[key] = self.buckets.get(key, 0) + 1
         self.count += 1
         self.total += value
+
+    @classmethod
+    def from_buckets(cls, unit: str, buckets: List[List[int]], total: int) -> "Log2Histogram":
+        """The histogram the kernel built (tallies.py): [bucket, count] pairs and the sum."""
+        hist = cls(unit)
+        hist.buckets = {bucket: count for bucket, count in buckets}
+        hist.count = sum(hist.buckets.values())
+        hist.total = total
+        return hist
 
     def rows(self) -> List[Dict[str, int]]:
         """[low, high) and count per non-empty bucket, ascending."""
@@ -129,6 +139,7 @@ class Session:
         self.drift: List[Record] = []
         self.resyncs = 0  # resync records: the picture re-read from smaps after lost events (resync.py)
         self.resident: Optional[Record] = None  # the latest resident sample, if the tracer took any
+        self.tallies: Optional[Record] = None  # the kernel's own aggregates, latest (tallies.py)
         # where the current interval began: event and lost totals, per-space counts (by id: a
         # space the model drops is forgotten here at once, so ids stay unique), and what spaces
         # the model dropped during the interval counted in it (folded)
@@ -138,6 +149,7 @@ class Session:
         self._window_lost: Dict[str, int] = {}
         self._window_counts: Dict[int, Tuple[int, ...]] = {}
         self._window_folded = dict.fromkeys(_WINDOW_COUNTS, 0)
+        self._window_kernel = window_counts(None)
         self.model.on_fold.append(self._forget)
 
     def _forget(self, spaces: List[AddressSpace]) -> None:
@@ -163,6 +175,8 @@ class Session:
             self.end_ns = int(rec["ts"])
         elif kind == RESIDENT_RECORD:
             self.resident = rec
+        elif kind == TALLIES_RECORD:
+            self.tallies = rec
         elif kind == "drift":
             self.drift.append(rec)
         elif kind == RESYNC_RECORD:
@@ -230,14 +244,40 @@ class Session:
             "processes": processes,
             "histograms": {"allocation_size": sizes.to_json(), "lifetime": lifetimes.to_json()},
             "resident": self._resident_system(),
+            "kernel": self._kernel_window(cumulative, seconds),
         }
         self.intervals += 1
         self._window_start_ns = end
         self._window_events = self.model.events
         self._window_lost = dict(self.lost)
         self._window_folded = dict.fromkeys(_WINDOW_COUNTS, 0)
+        self._window_kernel = window_counts(self.tallies)
         self.stats.reset_window()
         return rec
+
+    def _kernel_window(self, cumulative: bool, seconds: float) -> Optional[Record]:
+        """The window's figures from the kernel's own counts (as of the latest tallies record):
+        complete even when the stream lost events."""
+        if self.tallies is None:
+            return None
+        before = window_counts(None) if cumulative else self._window_kernel
+        delta = {name: now - then for name, now, then in zip(KERNEL_COUNTS, window_counts(self.tallies), before)}
+        return dict(delta, **{f"{name}_per_s": round(value / seconds, 3) for name, value in delta.items()})
+
+    def kernel_tallies(self) -> Optional[Record]:
+        """The summary's `kernel_tallies`: what the kernel program counted itself (tallies.py)."""
+        rec = self.tallies
+        if rec is None:
+            return None
+        emitted: Dict[str, int] = rec["emitted"]
+        return {
+            "ts": rec["ts"],
+            "events": sum(emitted.values()),
+            "events_by_kind": dict(sorted(emitted.items())),
+            "mapped": Log2Histogram.from_buckets("bytes", rec["mapped"]["log2"], rec["mapped"]["bytes"]).to_json(),
+            "destroyed": Log2Histogram.from_buckets("bytes", rec["destroyed"]["log2"],
+                                                    rec["destroyed"]["bytes"]).to_json(),
+        }
 
     def _resident_by_space(self) -> Dict[Tuple[object, object], Dict[str, object]]:
         if self.resident is None:
@@ -290,4 +330,6 @@ class Session:
             "resyncs": self.resyncs,
             "histograms_complete": not self.lost_events,
             "resident": self.resident,
+            # counted in the kernel, so complete even when the stream lost events (tallies.py)
+            "kernel_tallies": self.kernel_tallies(),
         }

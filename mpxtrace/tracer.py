@@ -24,6 +24,7 @@ from .procwatch import ExitWatcher
 from .program import LoadedProgram, ProgramConfig, build_config, load_program
 from .resync import Resyncer
 from .stats import Session
+from .tallies import tallies_record
 from .verify import drift_records
 
 __all__ = ["TraceOptions", "Tracer", "make_header"]
@@ -243,6 +244,7 @@ class Tracer:
                 if self._snapshot_requested:
                     self._snapshot_requested = False
                     self._flush_all()
+                    self._record_tallies()
                     self.on_snapshot(self.session)
                 if next_verify is not None and now >= next_verify:
                     self._verify()
@@ -260,6 +262,7 @@ class Tracer:
                         break
                 if next_tick is not None and now >= next_tick:
                     ticks += 1
+                    self._record_tallies()
                     self.on_interval(self.session, now)
                     if self._log is not None:
                         self._log.flush()
@@ -294,6 +297,11 @@ class Tracer:
         for rec in self._resync.run(self.session.model, self._flush_all, self.losses_seen, self._program.mm_of):
             self._emit(rec)
 
+    def _record_tallies(self) -> None:
+        """The kernel's own aggregates as of now (tallies.py), logged and applied like any record."""
+        assert self._program is not None
+        self._emit(tallies_record(self._program.tallies(), time.monotonic_ns()))
+
     def _restore_signals(self) -> None:
         for sig, handler in self._old_handlers.items():
             signal.signal(sig, handler)
@@ -319,6 +327,7 @@ class Tracer:
         self._flush_all()
         if self._resync is not None and self._resync.pending:
             self._resync_pass()  # the summary's live figures: exact if the load has stopped
+        self._record_tallies()
         self._emit({"type": "end", "ts": time.monotonic_ns()})
         self._program.close()
         self._program = None

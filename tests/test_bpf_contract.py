@@ -56,6 +56,20 @@ def test_counters_match_enum_mpxtrace_counter() -> None:
     assert size == len(COUNTERS)
 
 
+def test_tallies_match_enum_mpxtrace_tally() -> None:
+    from mpxtrace import records, tallies
+    header = c_source("mpxtrace_event.h")
+    c_tallies = without_prefix(c_enum(header, "mpxtrace_tally"))
+    assert c_tallies.pop("MAX") == tallies.SIZE
+    assert c_tallies == tallies.INDEX
+    buckets = re.search(r"#define\s+MPXTRACE_TALLY_BUCKETS\s+(\d+)", header)
+    assert buckets and int(buckets.group(1)) == tallies.BUCKETS == records.TALLY_BUCKETS
+    # every kind has its own count, and each histogram its buckets, without overlap
+    assert max(Kind) < tallies.INDEX["MAP_BYTES"]
+    assert tallies.INDEX["MAP_LOG2"] + tallies.BUCKETS == tallies.INDEX["UNMAP_LOG2"]
+    assert tallies.INDEX["UNMAP_LOG2"] + tallies.BUCKETS == tallies.SIZE
+
+
 def test_event_context_bits_match() -> None:
     header = c_source("mpxtrace_event.h")
     c_bits = {name: int(value, 0) for name, value in re.findall(r"#define\s+EV(CTX_\w+)\s+(\w+)", header)}

@@ -1,0 +1,54 @@
+"""Aggregates the kernel program keeps itself: the `tallies` array (enum mpxtrace_tally in
+bpf/mpxtrace_event.h).
+
+Every event is counted by kind, and the sizes of flagged mappings made (EV_MAP) and flagged
+VMAs destroyed (EV_UNMAP) go into log2 histograms, in submit(), before the stream buffer may
+refuse the event: an overflowing stream loses none of them (bpftrace's way).  The tracer reads
+the array (a mapped array: no system call) at every interval and at the end, and logs it as a
+cumulative `tallies` record, so `report` shows the same figures.  Lifetimes and per-process
+figures are not here: they need the per-VMA picture, which the stream (and resync after a
+loss) keeps in user space.
+"""
+from __future__ import annotations
+
+from typing import Dict, List, Mapping, Optional, Sequence
+
+from .events import Kind, Record
+
+__all__ = ["TALLIES_RECORD", "SIZE", "BUCKETS", "INDEX", "tallies_record", "window_counts"]
+
+TALLIES_RECORD = "tallies"
+BUCKETS = 64  # MPXTRACE_TALLY_BUCKETS
+# enum mpxtrace_tally
+INDEX: Dict[str, int] = {"EMITTED": 0, "MAP_BYTES": 16, "UNMAP_BYTES": 17, "MAP_LOG2": 18, "UNMAP_LOG2": 82}
+SIZE = 146  # TALLY_MAX
+
+
+def _sizes(values: Sequence[int], bytes_at: int, log2_at: int) -> Record:
+    buckets = values[log2_at:log2_at + BUCKETS]
+    return {"bytes": values[bytes_at], "log2": [[k, n] for k, n in enumerate(buckets) if n]}
+
+
+def tallies_record(values: Sequence[int], ts: int) -> Record:
+    """The log record for the array's current `values` (cumulative since the program loaded)."""
+    if len(values) != SIZE:
+        raise ValueError(f"the tallies array has {len(values)} values, the layout {SIZE}")
+    emitted = {kind.name.lower(): values[INDEX["EMITTED"] + kind.value] for kind in Kind}
+    return {"type": TALLIES_RECORD, "ts": ts, "emitted": {k: v for k, v in emitted.items() if v},
+            "mapped": _sizes(values, INDEX["MAP_BYTES"], INDEX["MAP_LOG2"]),
+            "destroyed": _sizes(values, INDEX["UNMAP_BYTES"], INDEX["UNMAP_LOG2"])}
+
+
+COUNT_NAMES = ("events", "mapped", "mapped_bytes", "destroyed", "destroyed_bytes")
+
+
+def window_counts(rec: Optional[Mapping[str, object]]) -> List[int]:
+    """The cumulative counts an interval subtracts: events, mappings made and their bytes,
+    VMAs destroyed and their bytes (zeros before the first tallies record)."""
+    if rec is None:
+        return [0] * len(COUNT_NAMES)
+    emitted: Mapping[str, int] = rec["emitted"]  # type: ignore[assignment]
+    mapped: Mapping[str, int] = rec["mapped"]  # type: ignore[assignment]
+    destroyed: Mapping[str, int] = rec["destroyed"]  # type: ignore[assignment]
+    return [sum(emitted.values()), emitted.get("map", 0), mapped["bytes"], emitted.get("unmap", 0),
+            destroyed["bytes"]]
