@@ -172,25 +172,51 @@ static __always_inline void tally(int index, u64 value)
 		__sync_fetch_and_add(slot, value);
 }
 
-/* Log2Histogram's bucket (mpxtrace/stats.py): the size's bit length */
-static __always_inline int size_bucket(u64 size)
+/* Log2Histogram's bucket (mpxtrace/stats.py): the value's bit length */
+static __always_inline int log2_bucket(u64 value)
 {
-	int bucket = size ? bpf_log2l(size) : 0;
+	int bucket = value ? bpf_log2l(value) : 0;
 	return bucket < MPXTRACE_TALLY_BUCKETS ? bucket : MPXTRACE_TALLY_BUCKETS - 1;
 }
 
+/* A flagged mapping's birth, by where it starts: its lifetime is counted when exactly that
+ * range is destroyed (a mapping split, merged or moved since is not; LRU forgets those). */
+struct birth_key {
+	u64 mm;
+	u64 start;
+};
+struct birth {
+	u64 end;
+	u64 ts_ns;
+};
+BPF_TABLE("lru_hash", struct birth_key, struct birth, births, 65536);
+
 /* What the summary needs even when the stream overflows, aggregated here (bpftrace's way):
- * every event counted by kind, and the sizes of flagged mappings made and VMAs destroyed. */
+ * every event counted by kind, the sizes of flagged mappings made and VMAs destroyed, and the
+ * lifetimes of mappings destroyed as they were made (the timestamps the two events carry, so
+ * the stream's lifetime histogram, where it lost nothing, is the same). */
 static __always_inline void tally_event(const struct mpxtrace_event *e)
 {
 	tally(TALLY_EMITTED + e->kind, 1);
 	u64 size = e->end - e->start;
+	struct birth_key key = {.mm = e->mm, .start = e->start};
 	if (e->kind == EV_MAP) {
 		tally(TALLY_MAP_BYTES, size);
-		tally(TALLY_MAP_LOG2 + size_bucket(size), 1);
+		tally(TALLY_MAP_LOG2 + log2_bucket(size), 1);
+		struct birth born = {.end = e->end, .ts_ns = e->ts_ns};
+		births.update(&key, &born);
 	} else if (e->kind == EV_UNMAP) {
 		tally(TALLY_UNMAP_BYTES, size);
-		tally(TALLY_UNMAP_LOG2 + size_bucket(size), 1);
+		tally(TALLY_UNMAP_LOG2 + log2_bucket(size), 1);
+		struct birth *born = births.lookup(&key);
+		if (born) {
+			if (born->end == e->end && e->ts_ns >= born->ts_ns) {
+				u64 lived = e->ts_ns - born->ts_ns;
+				tally(TALLY_LIFETIME_NS, lived);
+				tally(TALLY_LIFETIME_LOG2 + log2_bucket(lived), 1);
+			}
+			births.delete(&key);
+		}
 	}
 }
 

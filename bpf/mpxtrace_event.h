@@ -68,7 +68,9 @@ enum mpxtrace_tally {
 	TALLY_UNMAP_BYTES = 17, /* bytes of the EV_UNMAP events: flagged VMAs destroyed */
 	TALLY_MAP_LOG2 = 18,    /* + bucket: EV_MAP sizes; bucket k holds [2^(k-1), 2^k) bytes */
 	TALLY_UNMAP_LOG2 = 82,  /* + bucket: EV_UNMAP sizes, the same buckets */
-	TALLY_MAX = 146,
+	TALLY_LIFETIME_NS = 146,  /* nanoseconds lived by the mappings destroyed as they were made */
+	TALLY_LIFETIME_LOG2 = 147,/* + bucket: those lifetimes (EV_UNMAP ts - EV_MAP ts), ns */
+	TALLY_MAX = 211,
 };
 
 #endif /* MPXTRACE_EVENT_H */

@@ -175,6 +175,7 @@ def _bucket_count(value: Any) -> Optional[str]:
 
 
 _SIZES = _object({"bytes": U64, "log2": _list_of(_bucket_count, limit=TALLY_BUCKETS)}, {})
+_LIFETIMES = _object({"ns": U64, "log2": _list_of(_bucket_count, limit=TALLY_BUCKETS)}, {})
 
 
 def _emitted(value: Any) -> Optional[str]:
@@ -204,7 +205,7 @@ FIELD_CHECKS: Dict[str, Check] = {
         {"pid": PID, "resident_bytes": U64, "smaps_flagged_bytes": U64, "rss_bytes": U64, "vsize_bytes": U64,
          "rss_share": _share, "vsize_share": _share}, {"mm": _hex_or_null}), limit=1 << 20),
     # the kernel's own aggregates (mpxtrace/tallies.py): events emitted by kind, mmap/unmap sizes
-    "emitted": _emitted, "mapped": _SIZES, "destroyed": _SIZES,
+    "emitted": _emitted, "mapped": _SIZES, "destroyed": _SIZES, "lifetimes": _LIFETIMES,
 }
 
 
@@ -252,7 +253,7 @@ _OTHER_TYPES: Dict[str, Tuple[Tuple[str, ...], Tuple[str, ...]]] = {
     "end": (("ts",), ()),
     "drift": (("ts", "pid", "vma", "expected", "seen"), ()),  # --verify: the model and smaps disagree (verify.py)
     "resync": (("ts", "pid", "within", "vmas"), ("comm", "mm", "gone")),
-    "tallies": (("ts", "emitted", "mapped", "destroyed"), ()),
+    "tallies": (("ts", "emitted", "mapped", "destroyed", "lifetimes"), ()),
     "resident": (("ts", "mem_total_bytes", "flagged_resident_bytes", "ram_share", "processes_sampled", "sample_ns",
                   "processes"), ("source",)),
 }
@@ -362,14 +363,15 @@ def _resync_ranges(rec: Mapping[str, Any]) -> None:
 
 
 def _tallies_add_up(rec: Mapping[str, Any]) -> None:
-    """A histogram's buckets ascend, and count exactly the events of its kind."""
-    for part, kind in (("mapped", "map"), ("destroyed", "unmap")):
+    """A histogram's buckets ascend, sizes count exactly the events of their kind, and no more
+    lifetimes than destroyed VMAs."""
+    for part, kind in (("mapped", "map"), ("destroyed", "unmap"), ("lifetimes", "unmap")):
         buckets = [bucket for bucket, _ in rec[part]["log2"]]
         if buckets != sorted(set(buckets)):
             raise RecordError(f"`{part}` buckets are not ascending and distinct")
         counted, emitted = sum(count for _, count in rec[part]["log2"]), rec["emitted"].get(kind, 0)
-        if counted != emitted:
-            raise RecordError(f"`{part}` holds {counted} sizes but {emitted} {kind} events were emitted")
+        if counted != emitted and (part != "lifetimes" or counted > emitted):
+            raise RecordError(f"`{part}` holds {counted} values but {emitted} {kind} events were emitted")
 
 
 def _nonempty(rec: Mapping[str, Any]) -> None:

@@ -144,6 +144,7 @@ def kernel_tallies_text(tallies: Optional[Record], stream_lost: bool) -> List[st
     if stream_lost:
         out += [""] + histogram_text(mapped, "mapped_size (kernel, complete)")
         out += [""] + histogram_text(destroyed, "destroyed_size (kernel, complete)")
+        out += [""] + histogram_text(tallies["lifetime"], "lifetime (kernel: mappings destroyed as made)")
     return out
 
 

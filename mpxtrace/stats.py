@@ -277,6 +277,8 @@ class Session:
             "mapped": Log2Histogram.from_buckets("bytes", rec["mapped"]["log2"], rec["mapped"]["bytes"]).to_json(),
             "destroyed": Log2Histogram.from_buckets("bytes", rec["destroyed"]["log2"],
                                                     rec["destroyed"]["bytes"]).to_json(),
+            # mappings destroyed exactly as they were made (bpf/mpxtrace.bpf.c tally_event)
+            "lifetime": Log2Histogram.from_buckets("ns", rec["lifetimes"]["log2"], rec["lifetimes"]["ns"]).to_json(),
         }
 
     def _resident_by_space(self) -> Dict[Tuple[object, object], Dict[str, object]]:

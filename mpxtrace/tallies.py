@@ -1,13 +1,14 @@
 """Aggregates the kernel program keeps itself: the `tallies` array (enum mpxtrace_tally in
 bpf/mpxtrace_event.h).
 
-Every event is counted by kind, and the sizes of flagged mappings made (EV_MAP) and flagged
-VMAs destroyed (EV_UNMAP) go into log2 histograms, in submit(), before the stream buffer may
-refuse the event: an overflowing stream loses none of them (bpftrace's way).  The tracer reads
+Every event is counted by kind; the sizes of flagged mappings made (EV_MAP) and flagged VMAs
+destroyed (EV_UNMAP), and the lifetimes of mappings destroyed exactly as they were made, go
+into log2 histograms, in submit(), before the stream buffer may refuse the event: an
+overflowing stream loses none of them (bpftrace's way).  The tracer reads
 the array (a mapped array: no system call) at every interval and at the end, and logs it as a
-cumulative `tallies` record, so `report` shows the same figures.  Lifetimes and per-process
-figures are not here: they need the per-VMA picture, which the stream (and resync after a
-loss) keeps in user space.
+cumulative `tallies` record, so `report` shows the same figures.  Per-process figures and the
+lifetimes of mappings split, merged or moved before they died are not here: they need the
+per-VMA picture, which the stream (and resync after a loss) keeps in user space.
 """
 from __future__ import annotations
 
@@ -20,13 +21,14 @@ __all__ = ["TALLIES_RECORD", "SIZE", "BUCKETS", "INDEX", "tallies_record", "wind
 TALLIES_RECORD = "tallies"
 BUCKETS = 64  # MPXTRACE_TALLY_BUCKETS
 # enum mpxtrace_tally
-INDEX: Dict[str, int] = {"EMITTED": 0, "MAP_BYTES": 16, "UNMAP_BYTES": 17, "MAP_LOG2": 18, "UNMAP_LOG2": 82}
-SIZE = 146  # TALLY_MAX
+INDEX: Dict[str, int] = {"EMITTED": 0, "MAP_BYTES": 16, "UNMAP_BYTES": 17, "MAP_LOG2": 18, "UNMAP_LOG2": 82,
+                         "LIFETIME_NS": 146, "LIFETIME_LOG2": 147}
+SIZE = 211  # TALLY_MAX
 
 
-def _sizes(values: Sequence[int], bytes_at: int, log2_at: int) -> Record:
+def _histogram(values: Sequence[int], sum_at: int, log2_at: int, unit: str) -> Record:
     buckets = values[log2_at:log2_at + BUCKETS]
-    return {"bytes": values[bytes_at], "log2": [[k, n] for k, n in enumerate(buckets) if n]}
+    return {unit: values[sum_at], "log2": [[k, n] for k, n in enumerate(buckets) if n]}
 
 
 def tallies_record(values: Sequence[int], ts: int) -> Record:
@@ -35,8 +37,9 @@ def tallies_record(values: Sequence[int], ts: int) -> Record:
         raise ValueError(f"the tallies array has {len(values)} values, the layout {SIZE}")
     emitted = {kind.name.lower(): values[INDEX["EMITTED"] + kind.value] for kind in Kind}
     return {"type": TALLIES_RECORD, "ts": ts, "emitted": {k: v for k, v in emitted.items() if v},
-            "mapped": _sizes(values, INDEX["MAP_BYTES"], INDEX["MAP_LOG2"]),
-            "destroyed": _sizes(values, INDEX["UNMAP_BYTES"], INDEX["UNMAP_LOG2"])}
+            "mapped": _histogram(values, INDEX["MAP_BYTES"], INDEX["MAP_LOG2"], "bytes"),
+            "destroyed": _histogram(values, INDEX["UNMAP_BYTES"], INDEX["UNMAP_LOG2"], "bytes"),
+            "lifetimes": _histogram(values, INDEX["LIFETIME_NS"], INDEX["LIFETIME_LOG2"], "ns")}
 
 
 COUNT_NAMES = ("events", "mapped", "mapped_bytes", "destroyed", "destroyed_bytes")

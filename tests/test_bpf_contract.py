@@ -67,7 +67,8 @@ def test_tallies_match_enum_mpxtrace_tally() -> None:
     # every kind has its own count, and each histogram its buckets, without overlap
     assert max(Kind) < tallies.INDEX["MAP_BYTES"]
     assert tallies.INDEX["MAP_LOG2"] + tallies.BUCKETS == tallies.INDEX["UNMAP_LOG2"]
-    assert tallies.INDEX["UNMAP_LOG2"] + tallies.BUCKETS == tallies.SIZE
+    assert tallies.INDEX["UNMAP_LOG2"] + tallies.BUCKETS == tallies.INDEX["LIFETIME_NS"]
+    assert tallies.INDEX["LIFETIME_LOG2"] + tallies.BUCKETS == tallies.SIZE
 
 
 def test_event_context_bits_match() -> None:

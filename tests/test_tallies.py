@@ -11,7 +11,7 @@ import subprocess
 import sys
 from pathlib import Path
 from types import SimpleNamespace
-from typing import Any, Dict, Iterator, List
+from typing import Any, Dict, Iterator, List, Sequence
 
 import pytest
 
@@ -27,15 +27,18 @@ from test_mappedarray import _update
 ROOT = Path(__file__).resolve().parents[1]
 
 
-def kernel_values(mapped: List[int], destroyed: List[int], other: Dict[int, int]) -> List[int]:
-    """The array as the kernel program leaves it (bpf/mpxtrace.bpf.c tally_event): a size's
+def kernel_values(mapped: List[int], destroyed: List[int], other: Dict[int, int],
+                  lifetimes: Sequence[int] = ()) -> List[int]:
+    """The array as the kernel program leaves it (bpf/mpxtrace.bpf.c tally_event): a value's
     bucket is its bit length (bpf_log2l), capped at the last bucket."""
     values = [0] * SIZE
-    for sizes, kind, bytes_at, log2_at in ((mapped, 1, "MAP_BYTES", "MAP_LOG2"),
-                                           (destroyed, 4, "UNMAP_BYTES", "UNMAP_LOG2")):
-        values[INDEX["EMITTED"] + kind] += len(sizes)
+    for sizes, kind, sum_at, log2_at in ((mapped, 1, "MAP_BYTES", "MAP_LOG2"),
+                                         (destroyed, 4, "UNMAP_BYTES", "UNMAP_LOG2"),
+                                         (lifetimes, 0, "LIFETIME_NS", "LIFETIME_LOG2")):
+        if kind:
+            values[INDEX["EMITTED"] + kind] += len(sizes)
         for size in sizes:
-            values[INDEX[bytes_at]] += size
+            values[INDEX[sum_at]] += size
             values[INDEX[log2_at] + min(size.bit_length(), BUCKETS - 1)] += 1
     for kind, count in other.items():
         values[INDEX["EMITTED"] + kind] += count
@@ -44,10 +47,11 @@ def kernel_values(mapped: List[int], destroyed: List[int], other: Dict[int, int]
 
 MAPPED = [PAGE, 2 * PAGE, 3 * PAGE, 4 << 20, 4 << 20, 3 << 30]
 DESTROYED = [PAGE, 4 << 20]
+LIFETIMES = [1_500, 2_000_000_000]  # one per destroyed mapping at most
 
 
 def test_the_kernels_buckets_read_back_as_the_streams_histogram_would_hold_them() -> None:
-    rec = tallies_record(kernel_values(MAPPED, DESTROYED, {2: 7}), 5)
+    rec = tallies_record(kernel_values(MAPPED, DESTROYED, {2: 7}, LIFETIMES), 5)
     check_record(rec)
     assert rec["emitted"] == {"map": 6, "flags": 7, "unmap": 2}
     session = Session(header())
@@ -59,10 +63,14 @@ def test_the_kernels_buckets_read_back_as_the_streams_histogram_would_hold_them(
     assert tallies["mapped"] == stream.to_json()
     assert tallies["destroyed"]["count"] == 2 and tallies["destroyed"]["sum"] == PAGE + (4 << 20)
     assert tallies["events"] == 15 and tallies["events_by_kind"] == {"flags": 7, "map": 6, "unmap": 2}
+    lived = Log2Histogram("ns")
+    for ns in LIFETIMES:
+        lived.add(ns)
+    assert tallies["lifetime"] == lived.to_json()
 
 
 def test_a_layout_of_another_size_is_refused() -> None:
-    with pytest.raises(ValueError, match="146"):
+    with pytest.raises(ValueError, match=str(SIZE)):
         tallies_record([0] * (SIZE - 1), 1)
 
 
@@ -103,7 +111,7 @@ def test_the_loaded_program_reads_the_tallies_array_from_memory(tallies_fd: int)
 
 
 def _broken(change: str) -> Dict[str, Any]:
-    rec = copy.deepcopy(tallies_record(kernel_values(MAPPED, DESTROYED, {}), 5))
+    rec = copy.deepcopy(tallies_record(kernel_values(MAPPED, DESTROYED, {}, LIFETIMES), 5))
     if change == "count":
         rec["emitted"]["map"] += 1
     elif change == "kind":
@@ -116,11 +124,13 @@ def _broken(change: str) -> Dict[str, Any]:
         rec["destroyed"]["bytes"] = -1
     elif change == "missing":
         del rec["destroyed"]
+    elif change == "lifetimes":
+        rec["lifetimes"]["log2"].append([BUCKETS - 1, 1])  # three lifetimes, two VMAs destroyed
     return rec
 
 
 @pytest.mark.parametrize("change, says", [
-    ("count", "holds 6 sizes but 7 map events"), ("kind", "unknown event kind 'teleport'"),
+    ("count", "holds 6 values but 7 map events"), ("lifetimes", "holds 3 values but 2 unmap events"), ("kind", "unknown event kind 'teleport'"),
     ("bucket", "out of range"), ("order", "not ascending"), ("bytes", "out of range"),
     ("missing", "without `destroyed`")])
 def test_a_tallies_record_that_does_not_add_up_is_refused(change: str, says: str) -> None:

@@ -2,7 +2,7 @@
 the lab: with a one-page stream buffer that the workload overflows, the counts and size
 histograms the kernel program kept equal what the workers know they did, mapping by mapping,
 while the stream's own picture misses events; with nothing lost, every event the kernel counted
-is in the log, kind by kind.  One boot per kernel (tests/lab/tallies_guest.py)."""
+is in the log, kind by kind, and the kernel's size and lifetime histograms are the stream's.  One boot per kernel (tests/lab/tallies_guest.py)."""
 from __future__ import annotations
 
 import json
@@ -68,6 +68,9 @@ def test_the_kernels_counts_equal_the_workload_after_the_stream_overflowed(
     assert histogram(tallies["mapped"]) == truth
     assert histogram(tallies["destroyed"]) == truth  # each mapping was unmapped whole
     assert tallies["events_by_kind"]["map"] == tallies["events_by_kind"]["unmap"] == truth["count"]
+    # every mapping died as it was made: one lifetime each, none longer than the workload ran
+    assert tallies["lifetime"]["count"] == truth["count"]
+    assert 0 < tallies["lifetime"]["sum"] <= truth["count"] * phase["workload_s"] * 1e9
     assert replayed(out, phase["log"])["kernel_tallies"] == tallies
 
 
@@ -88,6 +91,8 @@ def test_with_nothing_lost_the_log_holds_every_event_the_kernel_counted(
     tallies = summary["kernel_tallies"]
     assert tallies["events_by_kind"] == in_log
     assert histogram(tallies["mapped"]) == truth
-    # and the stream's own picture, complete here, agrees with the kernel's count
+    # and the stream's own picture, complete here, agrees with the kernel's, histogram by histogram
     assert summary["totals"]["allocations"] == summary["totals"]["frees"] == truth["count"]
+    assert tallies["mapped"] == summary["histograms"]["allocation_size"]
+    assert tallies["lifetime"] == summary["histograms"]["lifetime"]
     assert replayed(out, phase["log"])["kernel_tallies"] == tallies
