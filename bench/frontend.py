@@ -184,9 +184,10 @@ def report(n: int) -> Dict[str, float]:
         t_report = seconds(lambda: subprocess.run(
             [sys.executable, "-m", "mpxtrace", "report", "--json", str(log)],
             check=True, stdout=subprocess.DEVNULL, cwd=str(HERE.parent)))
-        # what a lab guest runs: the standard library's decoder only (no extra `fast`)
+        # what a lab guest runs: the standard library's decoder only (no extra `fast`: neither msgspec's
+        # decoder nor its typed event structs, mpxtrace/fastevents.py)
         t_stdlib = seconds(lambda: subprocess.run(
-            [sys.executable, "-c", "import sys, mpxtrace.eventlog as log; log._fast_decode = None; "
+            [sys.executable, "-c", "import sys, mpxtrace.eventlog as log; log._fast_decode = log._read_event = None; "
              "from mpxtrace.cli import main; main(sys.argv[1:])", "report", "--json", str(log)],
             check=True, stdout=subprocess.DEVNULL, cwd=str(HERE.parent)))
     return {"events": n, "decoder": "msgspec" if _fast_decode is not None else "json", "json_loads_s": t_decode,

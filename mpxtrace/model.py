@@ -203,8 +203,7 @@ class Model:
         if kind == "seed":
             self._seed(rec)
         elif kind == "event":
-            self.events += 1
-            self._event(rec)
+            self.apply_event(rec)
         elif kind == "proc_exit":
             self._proc_exit(rec)
 
@@ -213,9 +212,52 @@ class Model:
             self.apply(rec)
 
     def apply_event(self, rec: Record) -> None:
-        """One kernel event record (apply() without the dispatch: the hot path)."""
+        """One kernel event record (apply() without the dispatch: the hot path, a million a
+        minute under load, so the usual cases come first and fields are read once)."""
         self.events += 1
-        self._event(rec)
+        mm = rec["mm"]
+        space = self._by_mm.get(mm)
+        if space is None or rec.get("tgid", 0) != space.pid or rec.get("comm") != space.comm:
+            space = self._space_for(rec)  # its owner again, nothing to learn: the usual event
+        kind = rec["kind"]
+        if kind == "task" or kind == "mm_exit":
+            self._task_or_exit(space, rec)
+            return
+        ts, start, end, flags = rec["ts"], rec["start"], rec["end"], rec["flags"]
+        ext: Optional[List[int]] = rec.get("ext")
+        if ext is not None and ext[0] == start and ext[1] == end:
+            ext = None  # an `ext` equal to the range changed says nothing new: no merge happened
+        if kind == "map":
+            # whatever was there is gone (MAP_FIXED); then the range is one VMA, all of it born now
+            self._release(space, start, end, ts)
+            space.vmas.insert(start, end, flags)
+            space.pieces.insert(start, end, self._new_alloc(space, end - start, ts, "mmap"))
+            if ext:
+                self._assert_vma(space, ext[0], ext[1], flags, ts, (start, end))
+        elif kind == "unmap":
+            self._release(space, start, end, ts)
+        elif kind == "split":
+            if space.vmas.split_at(rec["at"]):
+                space.splits += 1
+        elif kind == "flags":
+            if flags & self.mask:
+                self._add(space, start, end, flags, "flag_set", ts)
+                if ext:
+                    self._assert_vma(space, ext[0], ext[1], flags, ts, (start, end))
+            else:
+                self._release(space, start, end, ts)
+        elif kind == "move":
+            old = (rec["old_start"], rec["old_end"])
+            self._move(space, old[0], old[1], start, end, flags, ts, bool(rec.get("dontunmap")))
+            if ext:
+                # the source is still mapped until move_vma unmaps it: a target next to it may merge with it
+                self._assert_vma(space, ext[0], ext[1], flags, ts, (start, end), old)
+        elif kind == "fork":
+            self._add(space, start, end, flags, "fork", ts)
+        elif kind == "grow":
+            self._grow(space, start, end, ts)
+        elif kind == "sync":
+            self._sync(space, start, end, flags, ts)
 
     def live_spaces(self) -> List[AddressSpace]:
         return [s for s in self.spaces if not s.exited]
@@ -314,12 +356,11 @@ class Model:
 
     # -- events -----------------------------------------------------------------------------
     def _space_for(self, rec: Record) -> AddressSpace:
-        mm = int(rec["mm"])
+        """The event's address space when it is new, or the event may teach it its owner."""
+        mm = rec["mm"]
         space = self._by_mm.get(mm)
-        tgid = int(rec.get("tgid", 0))
+        tgid = rec.get("tgid", 0)
         kind = rec["kind"]
-        if space is not None and tgid == space.pid and rec.get("comm") == space.comm:
-            return space  # the usual event: its owner again, nothing to learn
         if space is None:
             seeded = self._seeds.get(tgid) if kind not in ("fork", "task") and tgid != self.self_pid else None
             if seeded is not None:
@@ -341,56 +382,15 @@ class Model:
                 space.comm = str(rec.get("comm", space.comm))
         return space
 
-    def _event(self, rec: Record) -> None:
-        space = self._space_for(rec)
-        kind = rec["kind"]
-        ts = int(rec["ts"])
-        if kind == "task":
+    def _task_or_exit(self, space: AddressSpace, rec: Record) -> None:
+        if rec["kind"] == "task":
             if not space.pid:
-                space.pid = int(rec["tgid"])
+                space.pid = rec["tgid"]
                 space.comm = str(rec.get("comm", space.comm))
             return
-        if kind == "mm_exit":
-            self._release(space, 0, 1 << 64, ts)
-            space.exited = True
-            self._by_mm.pop(int(rec["mm"]), None)
-            return
-        start, end, flags = int(rec["start"]), int(rec["end"]), int(rec["flags"])
-        ext: Optional[Tuple[int, int]] = (int(rec["ext"][0]), int(rec["ext"][1])) if "ext" in rec else None
-        # an `ext` equal to the range changed says nothing new: no merge happened
-        if ext == (start, end):
-            ext = None
-        if kind == "map":
-            # whatever was there is gone (MAP_FIXED); then the range is one VMA, all of it born now
-            self._release(space, start, end, ts)
-            space.vmas.insert(start, end, flags)
-            space.pieces.insert(start, end, self._new_alloc(space, end - start, ts, "mmap"))
-            if ext:
-                self._assert_vma(space, ext[0], ext[1], flags, ts, (start, end))
-        elif kind == "flags":
-            if flags & self.mask:
-                self._add(space, start, end, flags, "flag_set", ts)
-                if ext:
-                    self._assert_vma(space, ext[0], ext[1], flags, ts, (start, end))
-            else:
-                self._release(space, start, end, ts)
-        elif kind == "split":
-            if space.vmas.split_at(int(rec["at"])):
-                space.splits += 1
-        elif kind == "unmap":
-            self._release(space, start, end, ts)
-        elif kind == "move":
-            old = (int(rec["old_start"]), int(rec["old_end"]))
-            self._move(space, old[0], old[1], start, end, flags, ts, bool(rec.get("dontunmap")))
-            if ext:
-                # the source is still mapped until move_vma unmaps it: a target next to it may merge with it
-                self._assert_vma(space, ext[0], ext[1], flags, ts, (start, end), old)
-        elif kind == "fork":
-            self._add(space, start, end, flags, "fork", ts)
-        elif kind == "grow":
-            self._grow(space, start, end, ts)
-        elif kind == "sync":
-            self._sync(space, start, end, flags, ts)
+        self._release(space, 0, 1 << 64, rec["ts"])  # mm_exit
+        space.exited = True
+        self._by_mm.pop(rec["mm"], None)
 
     # -- transitions ----------------------------------------------------------------------------
     def _new_alloc(self, space: AddressSpace, size: int, ts: Optional[int], origin: str) -> int:

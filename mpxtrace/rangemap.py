@@ -134,10 +134,24 @@ class RangeMap(Generic[V]):
         """Remove [start, end) and return what was there, clipped; ranges straddling an edge are split."""
         if start >= end:
             return []
-        c, i = self._first_ending_after(start)
-        if c == len(self._starts):
-            return []
-        starts, ends, values = self._starts[c], self._ends[c], self._values[c]
+        # _first_ending_after(start), inlined: carve runs twice for every map and unmap
+        c = bisect_right(self._firsts, start) - 1
+        if c < 0:
+            c = i = 0
+            if not self._firsts:
+                return []
+            starts, ends = self._starts[0], self._ends[0]
+        else:
+            starts, ends = self._starts[c], self._ends[c]
+            i = bisect_right(starts, start) - 1
+            if ends[i] <= start:
+                i += 1
+                if i == len(starts):
+                    c, i = c + 1, 0
+                    if c == len(self._starts):
+                        return []
+                    starts, ends = self._starts[c], self._ends[c]
+        values = self._values[c]
         s = starts[i]
         if s >= end:
             return []  # nothing there: the common case of a new mapping
@@ -164,7 +178,8 @@ class RangeMap(Generic[V]):
             del starts[i], ends[i], values[i]
             self._len -= 1
             self._total -= e - s
-            self._tidy(c)
+            if not i or (len(starts) < _LOAD // 2 and len(self._firsts) > 1):  # else _tidy has nothing to do
+                self._tidy(c)
             return removed
         else:
             removed = []

@@ -159,3 +159,19 @@ def test_the_order_rules_hold_on_the_fast_path(tmp_path: Path) -> None:
     body = list(reader.records())
     assert [r["type"] for r in body] == ["seed", "event", "end"]
     assert ["seed after traced events" in reader.damaged[0], "after the end record" in reader.damaged[1]] == [True, True]
+
+
+@pytest.mark.parametrize("kind", sorted(EVENT_KINDS))
+@pytest.mark.parametrize("delta", [-1, 0, 1])
+def test_the_fast_path_draws_the_line_where_the_checks_do(kind: str, delta: int) -> None:
+    """At the edges: an empty range, a move source of no bytes, 64- and 32-bit limits, `ext`."""
+    base = valid(kind)
+    cases = [dict(base, ts=2**64 - 1 + delta), dict(base, tgid=2**32 - 1 + delta), dict(base, tid=delta),
+             dict(base, ext=[A, A + delta]), dict(base, ext=[2**64 - 2, 2**64 - 1 + delta])]
+    if EVENT_KINDS[kind].has_range:
+        cases += [dict(base, end=A + delta), dict(base, flags=2**64 - 1 + delta)]
+    if kind == "move":
+        cases += [dict(base, old_end=A + 0x100000 + delta), dict(base, old_len=2**64 - 1 + delta)]
+    for rec in cases:
+        line = json.dumps(rec).encode()
+        assert (agree(line) is not None) == (usual_path(line) is not None), rec

@@ -73,3 +73,14 @@ def test_quick_path_agrees_with_the_field_checks(kind: str, field: str, value: A
         assert slow, rec
     except RecordError:
         assert not slow, rec
+
+
+@pytest.mark.parametrize("kind", sorted(name for name, kind in EVENT_KINDS.items() if kind.has_range))
+@pytest.mark.parametrize("delta", [-1, 0, 1])
+def test_the_quick_path_draws_the_line_where_the_checks_do(kind: str, delta: int, monkeypatch: pytest.MonkeyPatch) -> None:
+    """At the edges: an empty range, a move source of no bytes, a value at 2**64 - 1 + delta."""
+    cases = [dict(valid(kind), end=A + delta), dict(valid(kind), flags=2**64 - 1 + delta)]
+    if kind == "move":
+        cases.append(dict(valid(kind), old_end=A + 0x100000 + delta))
+    for rec in cases:
+        assert records._PLAINLY_VALID[kind](rec) == slow_verdict(rec, monkeypatch), rec
