@@ -195,3 +195,22 @@ def test_the_tracer_logs_the_tallies_it_reads() -> None:
     tracer.session = Session(header())
     tracer._record_tallies()
     assert tracer.session.tallies is not None and tracer.session.tallies["emitted"] == {"map": 6}
+
+
+def test_the_live_screen_shows_the_kernels_counts() -> None:
+    import io
+
+    from rich.console import Console
+
+    from mpxtrace.views.live import LiveScreen
+    session = Session(header(start_ns=0))
+    session.apply(ev("map", 10, 0x10000, 0x10000 + PAGE, ext=(0x10000, 0x10000 + PAGE)))
+    session.apply(tallies_record(kernel_values(MAPPED, DESTROYED, {}), 2_000_000_000))
+    rec = session.interval_snapshot(now_ns=2_000_000_000)
+    console = Console(file=io.StringIO(), width=160, height=60)
+    screen = LiveScreen("test", on_quit=lambda: None, console=console)
+    screen._rec = rec
+    screen._history.append(int(rec["totals"]["live_bytes"]))
+    console.print(screen.render(60))
+    text = console.file.getvalue()  # type: ignore[attr-defined]
+    assert "kernel counted: 6 mappings" in text and "2 destroyed" in text

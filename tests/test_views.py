@@ -9,6 +9,7 @@ from typing import Any, Dict, List
 
 import pytest
 
+from mpxtrace import tallies
 from mpxtrace.stats import Session
 
 from helpers import MM2, PAGE, ev, header
@@ -86,6 +87,19 @@ def test_metrics_scraped_over_http_follow_the_session() -> None:
         assert after[("mpxtrace_frees_total", ())] == 1
         assert after[("mpxtrace_lifetime_ns_count", ())] == 1
         assert after[("mpxtrace_resident_bytes", ())] == PAGE
+        assert not any(name.startswith("mpxtrace_kernel_") for name, _ in after)  # no tallies record yet
+        # the kernel's own counts: 9 maps where the stream delivered 2 (tallies.py)
+        values = [0] * tallies.SIZE
+        values[tallies.INDEX["EMITTED"] + 1] = 9
+        values[tallies.INDEX["MAP_BYTES"]] = 9 * PAGE
+        values[tallies.INDEX["MAP_LOG2"] + PAGE.bit_length()] = 9
+        session.apply(tallies.tallies_record(values, 3 * S))
+        view.publish(session)
+        kernel = _scrape(port)
+        assert kernel[("mpxtrace_kernel_events_total", (("kind", "map"),))] == 9
+        assert kernel[("mpxtrace_kernel_mapped_size_bytes_bucket", (("le", "8191"),))] == 9
+        assert kernel[("mpxtrace_kernel_mapped_size_bytes_sum", ())] == 9 * PAGE
+        assert kernel[("mpxtrace_kernel_lifetime_ns_count", ())] == 0
     finally:
         server.shutdown()  # type: ignore[attr-defined]
         server.server_close()  # type: ignore[attr-defined]

@@ -115,6 +115,11 @@ class LiveScreen:
         head.append(f"+{human_bytes(rate['allocated_bytes_per_s'])}/s -{human_bytes(rate['freed_bytes_per_s'])}/s, "
                     f"{rate['events_per_s']:.0f} events/s   ")
         head.append(f"lost {rec['lost_events']}", style="bold red" if rec["lost_events"] else "green")
+        kernel = rec.get("kernel")
+        if kernel:  # counted in the kernel: complete when the stream lost events (tallies.py)
+            head.append(f"\nkernel counted: {kernel['mapped']} mappings +{human_bytes(kernel['mapped_bytes_per_s'])}/s, "
+                        f"{kernel['destroyed']} destroyed -{human_bytes(kernel['destroyed_bytes_per_s'])}/s, "
+                        f"{kernel['events_per_s']:.0f} events/s")
         resident = rec.get("resident")
         if resident:
             live = int(totals["live_bytes"])

@@ -63,6 +63,7 @@ class _Published:
     lost: Dict[str, float] = field(default_factory=dict)
     gauges: Dict[str, float] = field(default_factory=dict)
     histograms: Dict[str, Tuple[List[Tuple[str, float]], float]] = field(default_factory=dict)
+    kernel_events: Dict[str, float] = field(default_factory=dict)  # the kernel's own counts, by kind
 
 
 class MetricsView:
@@ -99,6 +100,14 @@ class MetricsView:
             data.gauges["ram_share"] = float(session.resident["ram_share"])
         for name, hist in (("allocation_size_bytes", session.stats.sizes), ("lifetime_ns", session.stats.lifetimes)):
             data.histograms[name] = (log2_buckets(hist), float(hist.total))
+        tallies = session.tallies  # counted in the kernel: complete when the stream lost events (tallies.py)
+        if tallies is not None:
+            data.kernel_events = {kind: float(count) for kind, count in tallies["emitted"].items()}
+            for name, part, total in (("kernel_mapped_size_bytes", "mapped", "bytes"),
+                                      ("kernel_destroyed_size_bytes", "destroyed", "bytes"),
+                                      ("kernel_lifetime_ns", "lifetimes", "ns")):
+                hist = Log2Histogram.from_buckets(total, tallies[part]["log2"], tallies[part][total])
+                data.histograms[name] = (log2_buckets(hist), float(hist.total))
         with self._lock:
             self._data = data
 
@@ -123,6 +132,12 @@ class MetricsView:
                 "allocated_bytes": "Bytes allocated", "freed_bytes": "Bytes released", "events": "Kernel events applied"}
         for name, value in data.counters.items():
             yield CounterMetricFamily(f"mpxtrace_{name}", docs[name], value=value)
+        if data.kernel_events:
+            kernel = CounterMetricFamily("mpxtrace_kernel_events", "Events the kernel program emitted, by kind, "
+                                         "counted in the kernel (complete when the stream lost some)", labels=["kind"])
+            for kind, value in sorted(data.kernel_events.items()):
+                kernel.add_metric([kind], value)
+            yield kernel
         lost = CounterMetricFamily("mpxtrace_lost_events", "Events lost, by where they were lost", labels=["source"])
         for source, value in sorted(data.lost.items()):
             lost.add_metric([source], value)
