@@ -181,17 +181,20 @@ def test_an_overlong_line_is_skipped_in_bounded_memory(tmp_path: Path) -> None:
         fh.write(json.dumps({"type": "end", "ts": 3}).encode() + b"\n")
     reader = open_log(path)
     seen: List[int] = []
-    real_lines = eventlog._lines
+    source = reader._source
 
-    def spy(source, first):  # type: ignore[no-untyped-def]
-        for item in real_lines(source, first):
-            seen.append(len(item[1]))
-            yield item
-    eventlog._lines = spy  # type: ignore[assignment]
-    try:
-        body = list(reader.records())
-    finally:
-        eventlog._lines = real_lines  # type: ignore[assignment]
+    class Spy:  # every read of the log, measured
+        def readline(self, size: int = -1) -> bytes:
+            assert source is not None
+            line = source.readline(size)
+            seen.append(len(line))
+            return line
+
+        def close(self) -> None:
+            assert source is not None
+            source.close()
+    reader._source = Spy()  # type: ignore[assignment]
+    body = list(reader.records())
     assert max(seen) == MAX_LINE + 1  # never more than the cap held at once
     assert reader.damaged_count == 1 and "longer than" in reader.damaged[0] and body[-1]["type"] == "end"
 

@@ -175,3 +175,16 @@ def test_the_fast_path_draws_the_line_where_the_checks_do(kind: str, delta: int)
     for rec in cases:
         line = json.dumps(rec).encode()
         assert (agree(line) is not None) == (usual_path(line) is not None), rec
+
+
+@pytest.mark.parametrize("padding", [eventlog.MAX_LINE, 3 * eventlog.MAX_LINE])
+def test_an_overlong_event_is_damage_on_the_fast_path_too(tmp_path: Path, padding: int) -> None:
+    """A valid event padded past MAX_LINE: the part read (the cap) would decode, the line is still too long."""
+    path = tmp_path / "run.ndjson"
+    event = json.dumps(valid("map")).encode()
+    path.write_bytes(json.dumps(header()).encode() + b"\n" + event + b" " * padding + b"\n"
+                     + event + b"\n" + json.dumps({"type": "end", "ts": 9}).encode() + b"\n")
+    reader = eventlog.open_log(path)
+    body = list(reader.records())
+    assert [r["type"] for r in body] == ["event", "end"] and reader.damaged_count == 1
+    assert reader.damaged[0] == f"{path}:2: line longer than {eventlog.MAX_LINE} bytes"
