@@ -1,6 +1,9 @@
 """Benchmark suite, host parts (issue 9): how the front end keeps up.  Asserts nothing.
 
-    .venv/bin/python bench/frontend.py [--quick] [--out bench/results/host.json]
+    .venv/bin/python bench/frontend.py [--quick] [--out bench/results/host.json] [--compare TREE] [--only-report]
+
+    (--compare TREE: `report` from another source tree too, on the same log, rounds interleaved:
+     git archive 4b938e9 | tar -x -C /tmp/before; .venv/bin/python bench/frontend.py --compare /tmp/before)
 
 Every figure comes with its baseline, measured in the same run (times are CPU seconds):
 
@@ -29,7 +32,7 @@ import sys
 import tempfile
 import time
 from pathlib import Path
-from typing import Any, Callable, Dict, Iterator, List
+from typing import Any, Callable, Dict, Iterator, List, Optional
 
 HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE.parent))
@@ -38,6 +41,7 @@ from model_throughput import MASK, stream  # noqa: E402
 
 from mpxtrace.eventlog import LOG_VERSION, _fast_decode  # noqa: E402
 from mpxtrace.model import Allocations, Model  # noqa: E402
+from mpxtrace.records import NAMED_FIELDS_VERSION  # noqa: E402
 from mpxtrace.rangemap import RangeMap  # noqa: E402
 from mpxtrace.stats import Session  # noqa: E402
 
@@ -165,11 +169,26 @@ def throughput(n: int) -> Dict[str, float]:
 
 
 # -- report of a log ----------------------------------------------------------------------------------
-def report(n: int) -> Dict[str, float]:
+def _report_seconds(tree: Path, log: Path, stdlib: bool) -> float:
+    """CPU seconds of `mpxtrace report --json LOG` run from `tree` (its own mpxtrace package);
+    with `stdlib`, as a lab guest runs it: the standard library's decoder only (no extra `fast`:
+    neither msgspec's decoder nor its typed event structs, mpxtrace/fastevents.py)."""
+    without_fast = "log._fast_decode = log._read_event = None; " if stdlib else ""
+    return seconds(lambda: subprocess.run(
+        [sys.executable, "-c", f"import sys, mpxtrace.eventlog as log; {without_fast}"
+         "from mpxtrace.cli import main; main(sys.argv[1:])", "report", "--json", str(log)],
+        check=True, stdout=subprocess.DEVNULL, cwd=str(tree)))
+
+
+def report(n: int, compare: Optional[Path] = None, rounds: int = 2) -> Dict[str, Any]:
+    """`report` against json.loads of the same lines; with `compare`, also the tree there (e.g. the
+    commit before a change, from `git archive`) on the same log.  Rounds alternate; the best of
+    each is kept, so a busy machine disturbs the ratios less."""
     with tempfile.TemporaryDirectory() as tmp:
         log = Path(tmp) / "synthetic.ndjson"
         with open(log, "w", encoding="utf-8") as fh:
-            fh.write(json.dumps(HEADER, separators=(",", ":")) + "\n")
+            # version 2: what these records are (events and an end), and what an older tree reads too
+            fh.write(json.dumps(dict(HEADER, version=NAMED_FIELDS_VERSION), separators=(",", ":")) + "\n")
             last = 0
             for rec in stream(n):
                 fh.write(json.dumps(rec, separators=(",", ":")) + "\n")
@@ -180,19 +199,27 @@ def report(n: int) -> Dict[str, float]:
             with open(log, encoding="utf-8") as lines:
                 for line in lines:
                     json.loads(line)
-        t_decode = seconds(decode)
-        t_report = seconds(lambda: subprocess.run(
-            [sys.executable, "-m", "mpxtrace", "report", "--json", str(log)],
-            check=True, stdout=subprocess.DEVNULL, cwd=str(HERE.parent)))
-        # what a lab guest runs: the standard library's decoder only (no extra `fast`: neither msgspec's
-        # decoder nor its typed event structs, mpxtrace/fastevents.py)
-        t_stdlib = seconds(lambda: subprocess.run(
-            [sys.executable, "-c", "import sys, mpxtrace.eventlog as log; log._fast_decode = log._read_event = None; "
-             "from mpxtrace.cli import main; main(sys.argv[1:])", "report", "--json", str(log)],
-            check=True, stdout=subprocess.DEVNULL, cwd=str(HERE.parent)))
-    return {"events": n, "decoder": "msgspec" if _fast_decode is not None else "json", "json_loads_s": t_decode,
-            "report_s": t_report, "report_per_s": n / t_report, "report_over_json_loads": t_report / t_decode,
-            "report_stdlib_decoder_s": t_stdlib, "report_stdlib_over_json_loads": t_stdlib / t_decode}
+        runs: Dict[str, Callable[[], float]] = {
+            "json_loads_s": lambda: seconds(decode),
+            "report_s": lambda: _report_seconds(HERE.parent, log, stdlib=False),
+            "report_stdlib_decoder_s": lambda: _report_seconds(HERE.parent, log, stdlib=True)}
+        if compare is not None:
+            runs["compared_report_s"] = lambda: _report_seconds(compare, log, stdlib=False)
+            runs["compared_report_stdlib_decoder_s"] = lambda: _report_seconds(compare, log, stdlib=True)
+        best: Dict[str, float] = {}
+        for _ in range(rounds):
+            for name, run in runs.items():
+                took = run()
+                best[name] = min(best.get(name, took), took)
+    t_decode = best["json_loads_s"]
+    out: Dict[str, Any] = {"events": n, "decoder": "msgspec" if _fast_decode is not None else "json", **best,
+                           "report_per_s": n / best["report_s"], "report_over_json_loads": best["report_s"] / t_decode,
+                           "report_stdlib_over_json_loads": best["report_stdlib_decoder_s"] / t_decode}
+    if compare is not None:
+        out.update(compared_tree=str(compare),
+                   compared_report_over_json_loads=best["compared_report_s"] / t_decode,
+                   compared_report_stdlib_over_json_loads=best["compared_report_stdlib_decoder_s"] / t_decode)
+    return out
 
 
 # -- the suite ---------------------------------------------------------------------------------------
@@ -212,6 +239,10 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--quick", action="store_true", help="a tenth of every size (a smoke run; not for README)")
     parser.add_argument("--out", type=Path, default=HERE / "results" / "host.json")
+    parser.add_argument("--compare", type=Path, metavar="TREE",
+                        help="also time `report` from this source tree on the same log (e.g. the commit before a "
+                             "change: git archive COMMIT | tar -x -C TREE)")
+    parser.add_argument("--only-report", action="store_true", help="the `report` figure alone")
     parser.add_argument("--memory-child", nargs=3, metavar=("CASE", "VMAS", "SPACES"), help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.memory_child:
@@ -224,6 +255,11 @@ def main() -> None:
         timespec="seconds"), "machine": machine(), "quick": args.quick}
     print(f"host: {results['machine']['cpu']}, {results['machine']['cpus']} CPUs, "
           f"Python {results['machine']['python']}, load average {results['machine']['load_average_at_start']:.1f}")
+
+    if args.only_report:
+        _report_figure(results, scale, args.compare)
+        _write(results, args.out)
+        return
 
     results["map_order"] = {}
     for n in (100_000 // scale, 200_000 // scale):
@@ -240,11 +276,7 @@ def main() -> None:
     print(f"{t['records']:>9,} records: Session.apply {t['session_apply_per_s']:,.0f}/s vs json decode "
           f"{t['json_decode_per_s']:,.0f}/s -> apply/decode {t['apply_over_decode']:.2f}x")
 
-    r = results["report"] = report(1_000_000 // scale)
-    print(f"{r['events']:>9,} events: mpxtrace report {r['report_s']:.1f} s ({r['report_per_s']:,.0f}/s, {r['decoder']} "
-          f"decoder) vs json.loads of the lines {r['json_loads_s']:.1f} s -> report/json {r['report_over_json_loads']:.2f}x; "
-          f"standard library decoder only {r['report_stdlib_decoder_s']:.1f} s -> "
-          f"{r['report_stdlib_over_json_loads']:.2f}x")
+    r = _report_figure(results, scale, args.compare)
 
     # issue 9's goals, read against the figures above (reported, not asserted)
     biggest = results["map_order"][str(200_000 // scale)]["descending_over_ascending"]
@@ -256,11 +288,28 @@ def main() -> None:
     for goal, met in results["goals"].items():
         print(f"goal {goal}: {'met' if met else 'NOT met'}")
 
-    args.out.parent.mkdir(parents=True, exist_ok=True)
-    tmp = args.out.with_name(args.out.name + ".tmp")
+    _write(results, args.out)
+
+
+def _report_figure(results: Dict[str, Any], scale: int, compare: Optional[Path]) -> Dict[str, Any]:
+    r = results["report"] = report(1_000_000 // scale, compare)
+    print(f"{r['events']:>9,} events: mpxtrace report {r['report_s']:.1f} s ({r['report_per_s']:,.0f}/s, {r['decoder']} "
+          f"decoder) vs json.loads of the lines {r['json_loads_s']:.1f} s -> report/json {r['report_over_json_loads']:.2f}x; "
+          f"standard library decoder only {r['report_stdlib_decoder_s']:.1f} s -> "
+          f"{r['report_stdlib_over_json_loads']:.2f}x")
+    if compare is not None:
+        print(f"{'':>9}  {compare}: report {r['compared_report_s']:.1f} s -> {r['compared_report_over_json_loads']:.2f}x; "
+              f"standard library decoder only {r['compared_report_stdlib_decoder_s']:.1f} s -> "
+              f"{r['compared_report_stdlib_over_json_loads']:.2f}x")
+    return r
+
+
+def _write(results: Dict[str, Any], out: Path) -> None:
+    out.parent.mkdir(parents=True, exist_ok=True)
+    tmp = out.with_name(out.name + ".tmp")
     tmp.write_text(json.dumps(results, indent=1) + "\n")
-    os.replace(tmp, args.out)
-    print(f"written {args.out}")
+    os.replace(tmp, out)
+    print(f"written {out}")
 
 
 if __name__ == "__main__":
