@@ -188,3 +188,9 @@ def test_an_overlong_event_is_damage_on_the_fast_path_too(tmp_path: Path, paddin
     body = list(reader.records())
     assert [r["type"] for r in body] == ["event", "end"] and reader.damaged_count == 1
     assert reader.damaged[0] == f"{path}:2: line longer than {eventlog.MAX_LINE} bytes"
+
+
+def test_without_msgspec_there_is_no_fast_path(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Lab guests have no extra `fast`: the reader then takes the usual path for every line."""
+    monkeypatch.setitem(__import__("sys").modules, "msgspec", None)  # `import msgspec` raises ImportError
+    assert event_reader() is None
