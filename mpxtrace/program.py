@@ -21,6 +21,10 @@ __all__ = ["bpf_dir", "ProgramConfig", "LoadedProgram", "build_config", "load_pr
 # Bursts come from malloc arenas (MAP_NORESERVE heaps grown by mprotect) and compilers; the
 # 6.12 lab lost 15 events with 256 KiB per CPU while another tracer's BCC compile ran beside it.
 RINGBUF_PAGES = 1024  # 4 MiB: ~37000 events (104 bytes + an 8-byte header)
+RINGBUF_RECORD = 112
+# The program wakes the reader once per this many events per CPU, or per eighth of a small ring:
+# a wakeup per event (an irq_work, and the tracer woken for one record) cost more than the event.
+RINGBUF_WAKE_EVERY = 64
 PERF_PAGES = 256  # per CPU: 1 MiB
 
 
@@ -99,6 +103,8 @@ def build_config(tracked: TrackedFlags, features: KernelFeatures, attach: str, b
     if buffer == "ring":
         defines["USE_RINGBUF"] = "1"
         defines["RINGBUF_PAGES"] = str(buffer_pages or RINGBUF_PAGES)
+        ring_records = (buffer_pages or RINGBUF_PAGES) * (1 << PAGE_SHIFT) // RINGBUF_RECORD
+        defines["RINGBUF_WAKE_EVERY"] = str(max(1, min(RINGBUF_WAKE_EVERY, ring_records // 8)))
     if pids:
         defines["PID_FILTER"] = "1"
     if btf_offsets:
@@ -187,7 +193,9 @@ class LoadedProgram:
 
     def poll(self, timeout_ms: int) -> None:
         if self.config.buffer == "ring":
+            # woken once per RINGBUF_WAKE_EVERY events: after the wait, read what came without a wakeup
             self.bpf.ring_buffer_poll(timeout_ms)
+            self.bpf.ring_buffer_consume()
         else:
             self.bpf.perf_buffer_poll(timeout=timeout_ms)
 

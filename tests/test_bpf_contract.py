@@ -71,6 +71,14 @@ def test_tallies_match_enum_mpxtrace_tally() -> None:
     assert tallies.INDEX["LIFETIME_LOG2"] + tallies.BUCKETS == tallies.SIZE
 
 
+def test_shared_counters_are_added_atomically() -> None:
+    """BCC's map.increment() is a load and a store (iovisor/bcc#2490): on a map every CPU shares,
+    two CPUs counting at once lose counts (the lab's tallies test saw lost events go unreported)."""
+    program = c_source("mpxtrace.bpf.c")
+    assert ".increment(" not in program
+    assert program.count("__sync_fetch_and_add") >= 2  # count_loss() and tally()
+
+
 def test_event_context_bits_match() -> None:
     header = c_source("mpxtrace_event.h")
     c_bits = {name: int(value, 0) for name, value in re.findall(r"#define\s+EV(CTX_\w+)\s+(\w+)", header)}
