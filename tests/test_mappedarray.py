@@ -30,14 +30,19 @@ def _lookup(fd: int, index: int) -> int:
     return int(val.value)
 
 
-@pytest.fixture
-def mmapable_fd() -> Iterator[int]:
+def mmapable_array(entries: int) -> Iterator[int]:
+    """A real BPF_F_MMAPABLE array of u64 `entries` for a fixture: its fd, closed afterwards."""
     if os.geteuid() != 0:
         pytest.skip("creating a BPF map needs root (run the suite as root, as CI does)")
-    fd = create_array(ENTRIES, flags=BPF_F_MMAPABLE)
+    fd = create_array(entries, flags=BPF_F_MMAPABLE)
     assert fd >= 0, f"bpf(BPF_MAP_CREATE, BPF_F_MMAPABLE) failed: errno {-fd}"
     yield fd
     os.close(fd)
+
+
+@pytest.fixture
+def mmapable_fd() -> Iterator[int]:
+    yield from mmapable_array(ENTRIES)
 
 
 def test_the_running_kernel_is_probed_for_mmapable_arrays(mmapable_fd: int) -> None:
@@ -77,15 +82,16 @@ def test_an_array_created_without_the_flag_cannot_be_mapped() -> None:
 class _NoLookups(dict):  # type: ignore[type-arg]
     """A BCC table whose element lookups (map syscalls) fail the test."""
 
-    def __init__(self, fd: int) -> None:
+    def __init__(self, fd: int, entries: int = ENTRIES) -> None:
         super().__init__()
         self.map_fd = fd
+        self.entries = entries
 
     def __len__(self) -> int:
-        return ENTRIES
+        return self.entries
 
     def Key(self, i: int) -> int:  # noqa: N802 - BCC's name
-        raise AssertionError("counters were read by map syscalls")
+        raise AssertionError("the array was read by map syscalls")
 
 
 def test_the_loaded_program_reads_mmapable_counters_without_syscalls(mmapable_fd: int) -> None:

@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import copy
 import json
-import os
 import subprocess
 import sys
 from pathlib import Path
@@ -16,13 +15,12 @@ from typing import Any, Dict, Iterator, List, Sequence
 import pytest
 
 from helpers import MASK, PAGE, ev, header
-from mpxtrace.kernel.mappedarray import BPF_F_MMAPABLE, create_array
 from mpxtrace.program import LoadedProgram
 from mpxtrace.records import RecordError, check_record
 from mpxtrace.render import summary_text
 from mpxtrace.stats import Log2Histogram, Session
 from mpxtrace.tallies import BUCKETS, INDEX, SIZE, tallies_record
-from test_mappedarray import _update
+from test_mappedarray import _NoLookups, _update, mmapable_array
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -76,24 +74,7 @@ def test_a_layout_of_another_size_is_refused() -> None:
 
 @pytest.fixture
 def tallies_fd() -> Iterator[int]:
-    if os.geteuid() != 0:
-        pytest.skip("creating a BPF map needs root (run the suite as root, as CI does)")
-    fd = create_array(SIZE, flags=BPF_F_MMAPABLE)
-    assert fd >= 0, f"bpf(BPF_MAP_CREATE, BPF_F_MMAPABLE) failed: errno {-fd}"
-    yield fd
-    os.close(fd)
-
-
-class _NoLookups(dict):  # type: ignore[type-arg]
-    def __init__(self, fd: int) -> None:
-        super().__init__()
-        self.map_fd = fd
-
-    def __len__(self) -> int:
-        return SIZE
-
-    def Key(self, i: int) -> int:  # noqa: N802 - BCC's name
-        raise AssertionError("tallies were read by map syscalls")
+    yield from mmapable_array(SIZE)
 
 
 def test_the_loaded_program_reads_the_tallies_array_from_memory(tallies_fd: int) -> None:
@@ -101,7 +82,7 @@ def test_the_loaded_program_reads_the_tallies_array_from_memory(tallies_fd: int)
     _update(tallies_fd, INDEX["MAP_BYTES"], 3 * PAGE)
     _update(tallies_fd, INDEX["MAP_LOG2"] + PAGE.bit_length(), 3)
     program = LoadedProgram(None, SimpleNamespace(arrays_mapped=True))  # type: ignore[arg-type]
-    program.bpf = {"tallies": _NoLookups(tallies_fd)}
+    program.bpf = {"tallies": _NoLookups(tallies_fd, SIZE)}
     rec = tallies_record(program.tallies(), 9)
     assert rec["emitted"] == {"map": 3}
     assert rec["mapped"] == {"bytes": 3 * PAGE, "log2": [[PAGE.bit_length(), 3]]}

@@ -9,7 +9,7 @@ import json
 import subprocess
 import sys
 from pathlib import Path
-from typing import Any, Dict, List
+from typing import Any, Dict, List, Tuple
 
 import pytest
 
@@ -45,22 +45,23 @@ def replayed(out: Path, log: str) -> Dict[str, Any]:
     return summary
 
 
-def _phase(report: Dict[str, Any], name: str) -> Dict[str, Any]:
+def _phase(kernel: str, tmp_path_factory: pytest.TempPathFactory,
+           name: str) -> Tuple[Dict[str, Any], Dict[str, Any], Dict[str, Any], Path]:
+    """One phase of the kernel's guest run: the phase, its summary, what the workers did, the output directory."""
+    report, out = guest_run(kernel, tmp_path_factory)
     assert "error" not in report, report
     phase: Dict[str, Any] = report[name]
     assert "error" not in phase, phase
     assert phase["tracer_exit"] == 0 and "Traceback" not in phase["stderr"], phase["stderr"]
     assert phase["summary"] and phase["summary"]["kernel_tallies"], phase
-    return phase
+    return phase, phase["summary"], workers_did(phase["truths"]), out
 
 
 @pytest.mark.lab
 @pytest.mark.parametrize("kernel", KERNELS)
 def test_the_kernels_counts_equal_the_workload_after_the_stream_overflowed(
         kernel: str, tmp_path_factory: pytest.TempPathFactory) -> None:
-    report, out = guest_run(kernel, tmp_path_factory)
-    phase = _phase(report, "overload")
-    summary, truth = phase["summary"], workers_did(phase["truths"])
+    phase, summary, truth, out = _phase(kernel, tmp_path_factory, "overload")
     # the stream overflowed and its own figures are short, or this proves nothing
     assert summary["lost_events"] > 0, summary["lost_by_source"]
     assert summary["totals"]["allocations"] < truth["count"]
@@ -81,9 +82,7 @@ def test_the_kernels_counts_equal_the_workload_after_the_stream_overflowed(
 @pytest.mark.parametrize("kernel", KERNELS)
 def test_with_nothing_lost_the_log_holds_every_event_the_kernel_counted(
         kernel: str, tmp_path_factory: pytest.TempPathFactory) -> None:
-    report, out = guest_run(kernel, tmp_path_factory)
-    phase = _phase(report, "paced")
-    summary, truth = phase["summary"], workers_did(phase["truths"])
+    phase, summary, truth, out = _phase(kernel, tmp_path_factory, "paced")
     assert summary["lost_events"] == 0, summary["lost_by_source"]
     in_log: Dict[str, int] = {}
     with open(out / phase["log"]) as fh:
