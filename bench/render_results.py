@@ -70,6 +70,44 @@ def load_rows(results: Dict[str, Any]) -> List[str]:
     return rows
 
 
+# issue 9's goals: mpxtrace's added cost per mmap+munmap against bpftrace's, in the same boot
+HOT_PATH_GOALS = (("plain", "no flag", 1.0), ("noreserve", "VM_NORESERVE", 1.5), ("locked", "VM_LOCKED", 1.5))
+
+
+def verdict(value: Optional[float], limit: float) -> str:
+    if value is None:
+        return "not measured"
+    return "met" if value <= limit else f"not met: {value / limit:.1f}x the goal"
+
+
+def goal_rows(results: Dict[str, Any]) -> List[str]:
+    """Each goal, the figure measured against it, and whether it is met or by how much it is missed."""
+    rows = ["| goal | measured | verdict |", "|---|---|---|"]
+    for kernel, lab in results.get("lab", {}).items():
+        ratios = ((lab.get("guest") or {}).get("overhead") or {}).get("mpx_added_over_bpftrace_added", {})
+        for name, label, limit in HOT_PATH_GOALS:
+            pair = "mpx-auto/bpftrace-fentry"
+            value = ratios.get(f"{pair}/{name}")
+            if value is None:  # no fentry bpftrace there (5.10's 0.11, 7.2's failed builds): kprobe to kprobe
+                pair = "mpx-kprobe/bpftrace-kprobe"
+                value = ratios.get(f"{pair}/{name}")
+            rows.append(f"| {kernel}, {label}: added cost ≤ {limit:g}x bpftrace's | {_x(value)} ({pair.replace('/', ' / ')}) "
+                        f"| {verdict(value, limit)} |")
+    host = results.get("host") or {}
+    report = host.get("report") or {}
+    order = (host.get("map_order") or {}).get("200000") or {}
+    memory = ((host.get("memory") or {}).get("session") or {})
+    for goal, value, limit, shown in (
+            ("`report` of 1,000,000 events ≤ 1x json.loads of its lines", report.get("report_over_json_loads"), 1.0,
+             _x(report.get("report_over_json_loads"))),
+            ("200k maps descending ≤ 1.5x ascending", order.get("descending_over_ascending"), 1.5,
+             _x(order.get("descending_over_ascending"))),
+            ("≤ 200 bytes per live VMA (1,000,000 over 1,000 spaces)", memory.get("bytes_per_vma"), 200.0,
+             _n(memory.get("bytes_per_vma"), "{:.0f} B"))):
+        rows.append(f"| {goal} | {shown} | {verdict(value, limit)} |")
+    return rows
+
+
 def markdown(results: Dict[str, Any]) -> str:
     m = results.get("machine", {})
     loads = [lab.get("load_before", {}) for lab in results.get("lab", {}).values()]
@@ -83,7 +121,8 @@ def markdown(results: Dict[str, Any]) -> str:
         g = lab.get("guest") or {}
         versions.append(f"{kernel}: {lab.get('release')}, BCC {g.get('bcc')}, {g.get('bpftrace')}, "
                         f"{(g.get('stress_ng') or 'no stress-ng').split(' (')[0]}")
-    return "\n".join([head, "", *hot_path_rows(results), "", *load_rows(results), "", "Versions: " + "; ".join(versions)])
+    return "\n".join([head, "", *hot_path_rows(results), "", *load_rows(results), "", *goal_rows(results), "",
+                      "Versions: " + "; ".join(versions)])
 
 
 def print_table(results: Dict[str, Any]) -> None:
