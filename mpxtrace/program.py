@@ -5,11 +5,13 @@ varies between kernels arrives as ``-D`` definitions computed by ``kernel.hooks`
 """
 from __future__ import annotations
 
+import ctypes
 import os
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable, Dict, List, Optional, Sequence
 
+from .events import RawEvent
 from .flags import PAGE_SHIFT, VM_ACCOUNT, VM_LOCKED_MASK, TrackedFlags
 from .kernel.features import TRACEFS_DIRS, KernelFeatures
 from .kernel.hooks import HookPlan, plan_hooks, struct_offsets
@@ -21,7 +23,7 @@ __all__ = ["bpf_dir", "ProgramConfig", "LoadedProgram", "build_config", "load_pr
 # Bursts come from malloc arenas (MAP_NORESERVE heaps grown by mprotect) and compilers; the
 # 6.12 lab lost 15 events with 256 KiB per CPU while another tracer's BCC compile ran beside it.
 RINGBUF_PAGES = 1024  # 4 MiB: ~37000 events (104 bytes + an 8-byte header)
-RINGBUF_RECORD = 112
+RINGBUF_RECORD = ctypes.sizeof(RawEvent) + 8  # bytes a record takes in the ring: the event and its header
 # The program wakes the reader once per this many events per CPU, or per eighth of a small ring:
 # a wakeup per event (an irq_work, and the tracer woken for one record) cost more than the event.
 RINGBUF_WAKE_EVERY = 64

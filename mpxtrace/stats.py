@@ -264,22 +264,26 @@ class Session:
         delta = {name: now - then for name, now, then in zip(KERNEL_COUNTS, window_counts(self.tallies), before)}
         return dict(delta, **{f"{name}_per_s": round(value / seconds, 3) for name, value in delta.items()})
 
+    def kernel_histograms(self) -> Dict[str, Log2Histogram]:
+        """The kernel's histograms as of the latest tallies record (none before it): sizes of
+        flagged mappings made and VMAs destroyed, and the lifetimes of mappings destroyed exactly
+        as they were made (bpf/mpxtrace.bpf.c tally_event)."""
+        rec = self.tallies
+        if rec is None:
+            return {}
+        return {name: Log2Histogram.from_buckets(unit, rec[part]["log2"], rec[part][unit])
+                for name, part, unit in (("mapped", "mapped", "bytes"), ("destroyed", "destroyed", "bytes"),
+                                         ("lifetime", "lifetimes", "ns"))}
+
     def kernel_tallies(self) -> Optional[Record]:
         """The summary's `kernel_tallies`: what the kernel program counted itself (tallies.py)."""
         rec = self.tallies
         if rec is None:
             return None
         emitted: Dict[str, int] = rec["emitted"]
-        return {
-            "ts": rec["ts"],
-            "events": sum(emitted.values()),
-            "events_by_kind": dict(sorted(emitted.items())),
-            "mapped": Log2Histogram.from_buckets("bytes", rec["mapped"]["log2"], rec["mapped"]["bytes"]).to_json(),
-            "destroyed": Log2Histogram.from_buckets("bytes", rec["destroyed"]["log2"],
-                                                    rec["destroyed"]["bytes"]).to_json(),
-            # mappings destroyed exactly as they were made (bpf/mpxtrace.bpf.c tally_event)
-            "lifetime": Log2Histogram.from_buckets("ns", rec["lifetimes"]["log2"], rec["lifetimes"]["ns"]).to_json(),
-        }
+        out: Record = {"ts": rec["ts"], "events": sum(emitted.values()), "events_by_kind": dict(sorted(emitted.items()))}
+        out.update((name, hist.to_json()) for name, hist in self.kernel_histograms().items())
+        return out
 
     def _resident_by_space(self) -> Dict[Tuple[object, object], Dict[str, object]]:
         if self.resident is None:

@@ -103,11 +103,10 @@ class MetricsView:
         tallies = session.tallies  # counted in the kernel: complete when the stream lost events (tallies.py)
         if tallies is not None:
             data.kernel_events = {kind: float(count) for kind, count in tallies["emitted"].items()}
-            for name, part, total in (("kernel_mapped_size_bytes", "mapped", "bytes"),
-                                      ("kernel_destroyed_size_bytes", "destroyed", "bytes"),
-                                      ("kernel_lifetime_ns", "lifetimes", "ns")):
-                hist = Log2Histogram.from_buckets(total, tallies[part]["log2"], tallies[part][total])
-                data.histograms[name] = (log2_buckets(hist), float(hist.total))
+            names = {"mapped": "kernel_mapped_size_bytes", "destroyed": "kernel_destroyed_size_bytes",
+                     "lifetime": "kernel_lifetime_ns"}
+            for key, hist in session.kernel_histograms().items():
+                data.histograms[names[key]] = (log2_buckets(hist), float(hist.total))
         with self._lock:
             self._data = data
 
