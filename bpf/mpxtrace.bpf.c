@@ -85,6 +85,10 @@ BPF_PERF_OUTPUT(events);
 /* MAPPED_ARRAY_FLAGS: BPF_F_MMAPABLE where the kernel has it, so the front end reads them
  * (and seed_mm) without map syscalls (each holds bpf_prog_active: see mpxtrace/kernel/mappedarray.py) */
 BPF_F_TABLE("array", int, u64, counters, CNT_MAX, MAPPED_ARRAY_FLAGS);
+#ifdef LOSS_BY_SPACE
+/* events the stream refused, by address space (MPXTRACE_LOST_SPACE_SLOTS; mapped like the counters) */
+BPF_F_TABLE("array", int, u64, lost_spaces, MPXTRACE_LOST_SPACE_SLOTS, MAPPED_ARRAY_FLAGS);
+#endif
 /* enum mpxtrace_tally: per-kind event counts and mmap/unmap size histograms, mapped the same way */
 BPF_F_TABLE("array", int, u64, tallies, TALLY_MAX, MAPPED_ARRAY_FLAGS);
 
@@ -96,6 +100,23 @@ static __always_inline void count_loss(int index, u64 n)
 	u64 *slot = counters.lookup(&index);
 	if (slot)
 		__sync_fetch_and_add(slot, n);
+}
+
+/* A refused event: its address space's slot first, then the total, so a reader that sees the
+ * total grow finds the slot already counted (mpxtrace/lostspaces.py). */
+static __always_inline void count_refused(const u64 *event_mm)
+{
+#ifdef LOSS_BY_SPACE
+	/* read as a number: under fentry the mm came by a typed load, and 5.10's verifier refuses
+	 * arithmetic on such a pointer ("math between ptr_ pointer and ... is not allowed") */
+	u64 mm = 0;
+	bpf_probe_read(&mm, sizeof(mm), (void *)event_mm);
+	int slot = (int)((mm * MPXTRACE_LOST_SPACE_HASH) >> MPXTRACE_LOST_SPACE_SHIFT);
+	u64 *count = lost_spaces.lookup(&slot);
+	if (count)
+		__sync_fetch_and_add(count, 1);
+#endif
+	count_loss(CNT_LOST_SUBMIT, 1);
 }
 
 static __always_inline void tally(int index, u64 value)
@@ -248,13 +269,13 @@ static __always_inline void submit(void *ctx, struct mpxtrace_event *e)
 	if (!writes || ++*writes % RINGBUF_WAKE_EVERY == 0)
 		wake = RB_FORCE_WAKEUP_;
 	if (events.ringbuf_output(e, sizeof(*e), wake) != 0)
-		count_loss(CNT_LOST_SUBMIT, 1);
+		count_refused(&e->mm);
 #else
 	/* -ENOSPC when the CPU's buffer is full where perf_event_output() returns int (void in
 	 * 5.0, int in 5.3; the commit was not found); older kernels return 0 and user space
 	 * relies on the perf lost callback, which only reports at the next write */
 	if (events.perf_submit(ctx, e, sizeof(*e)) != 0)
-		count_loss(CNT_LOST_SUBMIT, 1);
+		count_refused(&e->mm);
 #endif
 }
 

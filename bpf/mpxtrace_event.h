@@ -59,6 +59,14 @@ enum mpxtrace_counter {
 	CNT_MAX = 4,
 };
 
+/* Events the stream refused, counted by address space: slot = (mm * MPXTRACE_LOST_SPACE_HASH) >> 52
+ * (Fibonacci hashing of the mm_struct pointer; mpxtrace/lostspaces.py mirrors it).  A slot's count
+ * that did not change proves its address spaces lost nothing; two spaces sharing a slot only
+ * make one look provisional when the other lost events. */
+#define MPXTRACE_LOST_SPACE_SLOTS 4096
+#define MPXTRACE_LOST_SPACE_SHIFT 52 /* 64 - log2(MPXTRACE_LOST_SPACE_SLOTS) */
+#define MPXTRACE_LOST_SPACE_HASH 0x9E3779B97F4A7C15ULL
+
 /* Indexes of the `tallies` array map: aggregates the kernel program keeps itself.  Counted in
  * submit(), before the stream buffer may refuse the event, so no stream loss touches them. */
 #define MPXTRACE_TALLY_BUCKETS 64

@@ -146,11 +146,11 @@ def trace(flag: Tuple[str, ...], mask: Optional[str], pids: Tuple[int, ...], log
         processes = []
         for space in session.model.spaces:
             proc = space.to_json(vmas=not space.exited)
-            if not space.exited and tracer.resync_pending(space.pid):
+            if not space.exited and tracer.resync_pending(space.pid, space.mm):
                 proc["resync_pending"] = True  # events lost, not yet repaired: provisional figures
             processes.append(proc)
         rec = {"type": "snapshot", "ts": session.last_ns, "lost_events": session.lost_events,
-               "processes": processes}
+               "lost_by_source": dict(sorted(session.lost.items())), "processes": processes}
         if as_json:
             _print_json(rec)
         else:

@@ -30,7 +30,7 @@ from .safefile import UnsafePath, create_private
 __all__ = ["LogWriter", "LogError", "LogReader", "open_log", "open_private", "MAX_LINE"]
 
 LOG_FORMAT = "mpxtrace-log"
-LOG_VERSION = 3  # 3: `tallies` records; 2: per-kind names for aux/aux2 (records.NAMED_FIELDS_VERSION); 1 and 2 are still read
+LOG_VERSION = 4  # 4: `lost` records may name whose events (slots); 3: `tallies` records; 2: per-kind names for aux/aux2 (records.NAMED_FIELDS_VERSION); 1 and 2 are still read
 MAX_LINE = 1 << 20  # bytes; a record is a few hundred (a header with its attach plan a few thousand)
 MAX_DAMAGED_KEPT = 100  # messages kept; all are counted
 _WRITE_CHUNK = 1 << 16

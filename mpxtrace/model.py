@@ -16,6 +16,7 @@ from dataclasses import dataclass, field
 from typing import Callable, Dict, Iterable, List, Optional, Protocol, Tuple
 
 from .events import Record
+from .lostspaces import slot_of
 from .rangemap import RangeMap
 
 __all__ = ["Allocations", "ORIGINS", "AddressSpace", "Model", "Observer", "Anomaly", "FoldedSpaces", "SPACE_COUNTS",
@@ -122,6 +123,7 @@ class AddressSpace:
     splits: int = 0
     moves: int = 0
     exited: bool = False
+    lost_events: int = 0  # events the stream refused in this address space's slot (lostspaces.py): at most
 
     @property
     def live_bytes(self) -> int:
@@ -153,6 +155,8 @@ class AddressSpace:
             "moves": self.moves,
             "exited": self.exited,
         }
+        if self.lost_events:
+            out["lost_events"] = self.lost_events  # its figures miss what the stream refused
         if vmas:
             out["vmas"] = self.vma_list()
         return out
@@ -301,6 +305,15 @@ class Model:
             del self._by_mm[space.mm]
         if self._seeds.get(space.pid) is space:
             del self._seeds[space.pid]
+
+    def charge_lost(self, slots: Dict[int, int]) -> None:
+        """Events refused by the stream, counted by address-space slot: each live space in a slot
+        is charged its count (two spaces sharing a slot both are: a bound, not a share)."""
+        for space in self.live_spaces():
+            if space.mm is not None:
+                count = slots.get(slot_of(space.mm))
+                if count:
+                    space.lost_events += count
 
     def totals(self) -> Dict[str, int]:
         """Each of SPACE_COUNTS summed over every address space ever seen (folded ones too)."""

@@ -9,7 +9,7 @@ import ctypes
 import os
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable, Dict, List, Optional, Sequence
+from typing import Any, Callable, Dict, List, Optional, Sequence, Tuple
 
 from .events import RawEvent
 from .flags import PAGE_SHIFT, VM_ACCOUNT, VM_LOCKED_MASK, TrackedFlags
@@ -102,6 +102,9 @@ def build_config(tracked: TrackedFlags, features: KernelFeatures, attach: str, b
     defines["VM_ACCOUNT_"] = f"{VM_ACCOUNT:#x}ULL"
     # arrays the front end reads or writes, mmap-able: no map syscalls (kernel/mappedarray.py)
     defines["MAPPED_ARRAY_FLAGS"] = str(BPF_F_MMAPABLE if features.mmapable_arrays else 0)
+    if features.mmapable_arrays:
+        # losses counted by address space (lostspaces.py): 4096 values, read only as memory
+        defines["LOSS_BY_SPACE"] = "1"
     if buffer == "ring":
         defines["USE_RINGBUF"] = "1"
         defines["RINGBUF_PAGES"] = str(buffer_pages or RINGBUF_PAGES)
@@ -173,6 +176,12 @@ class LoadedProgram:
     def tallies(self) -> List[int]:
         """enum mpxtrace_tally: what the program emitted, aggregated in the kernel (tallies.py)."""
         return self._array_values("tallies")
+
+    def lost_slots(self) -> Tuple[int, ...]:
+        """Events the stream refused, by address-space slot (lostspaces.py); () where not kept."""
+        if "LOSS_BY_SPACE" not in self.config.defines:
+            return ()
+        return tuple(self._array_values("lost_spaces"))
 
     def _array_values(self, name: str) -> List[int]:
         mapped = self._mapped_arrays.get(name)

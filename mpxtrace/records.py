@@ -165,6 +165,8 @@ U64 = _int_in(0, U64_MAX)
 U32 = _int_in(0, U32_MAX)
 PID = _int_in(1, U32_MAX)
 COUNT = _int_in(1, U64_MAX)
+LOST_SLOTS = 4096  # lostspaces.SLOTS (records does not import the tracer's side)
+_SLOT = _int_in(0, LOST_SLOTS - 1)
 TALLY_BUCKETS = 64  # MPXTRACE_TALLY_BUCKETS: a size's bit length, capped
 
 
@@ -189,12 +191,29 @@ def _emitted(value: Any) -> Optional[str]:
             return f"`{name}` {problem}"
     return None
 
+def _slot_counts(value: Any) -> Optional[str]:
+    """`lost.slots`: [[slot, count], ...], slots ascending (lostspaces.py: whose events were lost)."""
+    if not isinstance(value, list) or len(value) > LOST_SLOTS:
+        return f"must be a list of at most {LOST_SLOTS} [slot, count] pairs"
+    previous = -1
+    for item in value:
+        if not isinstance(item, list) or len(item) != 2:
+            return "must hold [slot, count] pairs"
+        problem = _SLOT(item[0]) or COUNT(item[1])
+        if problem:
+            return problem
+        if item[0] <= previous:
+            return f"slot {item[0]} is not after {previous}: slots must ascend"
+        previous = item[0]
+    return None
+
+
 # Every field a log record may carry, and what it must hold.
 FIELD_CHECKS: Dict[str, Check] = {
     "ts": U64, "mm": U64, "tgid": U32, "tid": U32, "owner": _is_bool, "comm": _is_text, "kind": _is_text,
     "start": U64, "end": U64, "flags": U64, "at": U64, "old_start": U64, "old_end": U64, "parent_mm": U64,
     "ext": _is_range_pair,
-    "old_len": U64, "dontunmap": _is_bool, "pid": PID, "source": _is_text, "count": COUNT,
+    "old_len": U64, "dontunmap": _is_bool, "pid": PID, "source": _is_text, "count": COUNT, "slots": _slot_counts,
     "vma": _is_range_pair, "expected": _one_of("absent", "present"), "seen": _one_of("absent", "present"),
     # resync after lost events (mpxtrace/resync.py): in `within`, the process's flagged VMAs are `vmas`
     "within": _is_range_pair, "vmas": _list_of(_is_range_pair, limit=1 << 16), "gone": _is_bool,
@@ -248,7 +267,7 @@ EVENT_KINDS: Dict[str, EventKind] = {
 # Log record types other than header and event: required and optional fields.
 _OTHER_TYPES: Dict[str, Tuple[Tuple[str, ...], Tuple[str, ...]]] = {
     "seed": (("ts", "pid", "comm", "start", "end", "flags"), ("mm",)),
-    "lost": (("ts", "source", "count"), ()),
+    "lost": (("ts", "source", "count"), ("slots",)),  # slots: log version 4
     "proc_exit": (("ts", "pid"), ()),
     "end": (("ts",), ()),
     "drift": (("ts", "pid", "vma", "expected", "seen"), ()),  # --verify: the model and smaps disagree (verify.py)

@@ -54,10 +54,22 @@ def processes_text(processes: Sequence[Dict[str, object]]) -> List[str]:
         lines.append(
             f"{pid!s:>7} {str(p['comm'])[:16]:<16} {human_bytes(int(p['live_bytes'])):>9} {p['live_vmas']!s:>5} "  # type: ignore[call-overload]
             f"{p['allocations']!s:>7} {p['frees']!s:>6} {human_bytes(int(p['allocated_bytes'])):>9} "  # type: ignore[call-overload]
-            f"{human_bytes(int(p['freed_bytes'])):>9}{'  (exited)' if p.get('exited') else ''}")  # type: ignore[call-overload]
+            f"{human_bytes(int(p['freed_bytes'])):>9}{'  (exited)' if p.get('exited') else ''}"  # type: ignore[call-overload]
+            f"{_lost_note(p)}")
     if len(lines) == 1:
         lines.append("  (no process holds flagged memory)")
     return lines
+
+
+def _lost_note(process: Dict[str, object]) -> str:
+    """Events of its address space the stream refused (lostspaces.py), and whether its picture
+    is still provisional for it."""
+    notes = []
+    if process.get("lost_events"):
+        notes.append(f"{process['lost_events']} events lost")
+    if process.get("resync_pending"):
+        notes.append("resync pending")
+    return f"  ({', '.join(notes)})" if notes else ""
 
 
 def window_label(rec: Record) -> str:

@@ -6,19 +6,26 @@ process from smaps and corrects the model, at a moment it can prove the read is 
 
 - smaps is read twice, the events in between applied; a process counts only when both
   reads agree, no event for its address space (or from it) arrived during the two reads,
-  and no event at all was lost meanwhile (a lost one could have been anyone's);
+  and none of its events was lost meanwhile.  Whose events the stream refused, the kernel
+  program counts by address space (lostspaces.py): a process whose losses stopped is
+  repaired while others still overflow the stream, and only the processes that lost are
+  provisional.  A loss nobody can attribute (a frame unwound, a skipped program run) could
+  have been anyone's: it makes every picture provisional and voids a pass;
 - what is written is a ``resync`` record, ordered in the log after every event older than
   the second read (the tracer waits out the reorder margin), so ``report`` replays it at the
   same point and rebuilds the same summary;
 - a process that is still busy stays pending and is tried again at the next pass.
 
-Passes are rate-limited: after losses have been quiet for ``quiet_s`` or as long as the last
-pass took, whichever is longer (a load that overflows the stream more often than that would
+Passes are rate-limited: after losses (those nobody can attribute, and those of at least one
+address space that lost) have been quiet for ``quiet_s`` or as long as the last pass took,
+whichever is longer (a load that overflows the stream more often than that would
 void the pass anyway: the soak lost a quarter of its drain time to such passes), at most one per
 ``min_gap_s`` and within a ``budget`` share of the time, but never more than ``max_gap_s``
 apart while something is pending (two smaps reads of every process holding flagged memory
 cost tens of milliseconds; under emulation a process with thousands of VMAs takes seconds).
-A retry reads only the processes still pending.
+A retry reads only the processes still pending, and a pass after attributed losses only the
+processes whose address space is in a slot that lost (found by their /proc/PID/statm, which
+names the mm through the seed hook: far cheaper than smaps).
 
 A resync record: ``{"type": "resync", "ts", "pid", "comm", "mm"?, "within": [lo, hi],
 "vmas": [[start, end], ...], "gone"?}`` says "in [lo, hi) this process's flagged VMAs are
@@ -32,12 +39,13 @@ from __future__ import annotations
 import math
 import time
 from dataclasses import dataclass, field
-from typing import Any, Callable, Dict, List, Optional, Sequence, Set, Tuple
+from typing import Any, Callable, Dict, Iterable, List, Optional, Sequence, Set, Tuple
 
 from .events import Record
+from .lostspaces import LossMark, slot_of
 from .model import AddressSpace, Model
 from .smaps import _alive as process_alive
-from .smaps import scan
+from .smaps import all_pids, scan
 
 __all__ = ["RESYNC_RECORD", "WHOLE", "MAX_VMAS_PER_RECORD", "apply_resync", "resync_records", "Resyncer"]
 
@@ -186,18 +194,28 @@ class Resyncer:
     clock_ns: Callable[[], int] = time.monotonic_ns
     sleep: Callable[[float], None] = time.sleep
     settle_s: float = 0.005  # the tracer's reorder margin: events older than the read are in by then
-    dirty_all: bool = False
+    knows_mms: bool = True  # mm_of() names a process's address space (the seed hook is attached)
+    dirty_all: bool = False  # a loss nobody can attribute: every process is provisional
     dirty: Set[int] = field(default_factory=set)  # pids still to resync after a pass
-    last_loss: float = -math.inf
+    dirty_slots: Dict[int, float] = field(default_factory=dict)  # lostspaces slot -> when it last lost
+    last_loss: float = -math.inf  # the last loss nobody can attribute
+    last_slot_loss: float = -math.inf  # the last one attributed to an address space
     next_at: float = 0.0
     void_passes: int = 0  # passes during which events were lost again
     last_cost_s: float = 0.0  # how long the last pass took
     _window_mms: Optional[Set[int]] = None
     _window_pids: Set[int] = field(default_factory=set)
 
-    def on_loss(self) -> None:
-        self.dirty_all = True
-        self.last_loss = self.clock()
+    def on_loss(self, slots: Optional[Iterable[int]] = None) -> None:
+        """Events were lost: by the address spaces in `slots` (lostspaces.py), or by anyone."""
+        now = self.clock()
+        if slots is None:
+            self.dirty_all = True
+            self.last_loss = now
+            return
+        for slot in slots:
+            self.dirty_slots[slot] = now
+            self.last_slot_loss = now
 
     def note(self, rec: Record) -> None:
         """Every record the tracer applies: events inside a pass make their process unsettled."""
@@ -207,55 +225,107 @@ class Resyncer:
 
     @property
     def pending(self) -> bool:
-        return self.dirty_all or bool(self.dirty)
+        return self.dirty_all or bool(self.dirty) or bool(self.dirty_slots)
 
-    def pending_for(self, pid: int) -> bool:
-        """Events were lost and `pid`'s picture has not been re-read since: provisional."""
-        return self.dirty_all or pid in self.dirty
+    def pending_for(self, pid: int, mms: Sequence[int] = ()) -> bool:
+        """Events were lost that may be `pid`'s (whose address spaces are `mms`, when known) and its
+        picture has not been re-read since: provisional."""
+        if self.dirty_all or pid in self.dirty:
+            return True
+        if not mms:
+            return bool(self.dirty_slots)  # an unknown address space could be any slot's
+        return any(slot_of(mm) in self.dirty_slots for mm in mms)
+
+    def _quiet_slots(self, now: float, quiet: float) -> Set[int]:
+        return {slot for slot, at in self.dirty_slots.items() if now - at >= quiet}
 
     def due(self, now: float) -> bool:
+        """A pass is worth running: something is pending, and the losses it would repair have
+        stopped (a pass during them would be void).  After a loss nobody can attribute, every
+        process must be read: only once no event at all has been lost for a while (under load
+        that read is long, and another such loss voids it).  After losses attributed to address
+        spaces, once one of them has stopped losing, while others may go on overflowing."""
         quiet = max(self.quiet_s, self.last_cost_s)
-        return self.pending and now - self.last_loss >= quiet and now >= self.next_at
+        if not self.pending or now < self.next_at or now - self.last_loss < quiet:
+            return False
+        if self.dirty_all:
+            return now - self.last_slot_loss >= quiet
+        return bool(self.dirty) or bool(self._quiet_slots(now, quiet))
 
-    def run(self, model: Model, catch_up: Callable[[], None], losses_seen: Callable[[], int],
-            mm_of: Callable[[int], Optional[int]]) -> List[Record]:
+    def run(self, model: Model, catch_up: Callable[[], None], loss_mark: Callable[[], LossMark],
+            mm_of: Callable[[int], Optional[int]], everything: bool = False) -> List[Record]:
+        """One pass.  It looks at the address spaces whose losses have stopped (others would void
+        their reads), or at all that lost (`everything`: the trace ends, the load may have too)."""
         started = self.clock()
         try:
-            return self._pass(model, catch_up, losses_seen, mm_of)
+            return self._pass(model, catch_up, loss_mark, mm_of, everything)
         finally:
             self._window_mms = None
             cost = self.last_cost_s = self.clock() - started
             self.next_at = self.clock() + min(self.max_gap_s, max(self.min_gap_s, cost / self.budget))
 
-    def _pass(self, model: Model, catch_up: Callable[[], None], losses_seen: Callable[[], int],
-              mm_of: Callable[[int], Optional[int]]) -> List[Record]:
+    def _scope(self, model: Model, slots: Set[int], busy: Set[int], mms: Dict[int, Optional[int]],
+               mm_of: Callable[[int], Optional[int]]) -> Optional[List[int]]:
+        """The pids to read (None: every process).  After a loss nobody can attribute, every
+        process; after attributed ones, those whose address space is in a slot that lost; and
+        the ones still pending.  Not a process whose address space is still losing (in `busy`):
+        its reads would be void, and it stays provisional.  Each process's mm comes from its
+        /proc/PID/statm (the seed hook): far cheaper than its smaps."""
+        if not self.knows_mms or (self.dirty_all and not busy):
+            if self.dirty_all or slots:
+                return sorted(set(self.pids) | {s.pid for s in model.live_spaces() if s.pid}) if self.pids else None
+            return sorted(self.dirty)
+        if not self.dirty_all and not slots:
+            return sorted(self.dirty)
+        known = {s.pid for s in model.live_spaces() if s.pid}
+        everyone = (set(self.pids) | known) if self.pids else set(all_pids()) | known
+        wanted = set(self.dirty)
+        for pid in everyone - set(self.skip):
+            mm = mms[pid] = mm_of(pid)  # None: no address space (a kernel thread), or gone
+            mine = {slot_of(s.mm) for s in _live_spaces_of(model, pid) if s.mm is not None}
+            if mm is not None:
+                mine.add(slot_of(mm))
+            if mine & busy:
+                wanted.discard(pid)
+            elif self.dirty_all or mine & slots:
+                wanted.add(pid)
+        return sorted(wanted)
+
+    def _pass(self, model: Model, catch_up: Callable[[], None], loss_mark: Callable[[], LossMark],
+              mm_of: Callable[[int], Optional[int]], everything: bool) -> List[Record]:
         catch_up()
-        lost_before = losses_seen()
+        before = loss_mark()
+        quiet = max(self.quiet_s, self.last_cost_s)
+        slots = set(self.dirty_slots) if everything else self._quiet_slots(self.clock(), quiet)
+        busy = set(self.dirty_slots) - slots  # address spaces still losing: left for a later pass
         self._window_mms, self._window_pids = set(), set()
-        scope: Optional[List[int]] = None
-        if not self.dirty_all:
-            scope = sorted(self.dirty)  # a retry: only the processes still pending
-        elif self.pids:
-            scope = sorted(set(self.pids) | {s.pid for s in model.live_spaces() if s.pid})
+        mms: Dict[int, Optional[int]] = {}
+        scope = self._scope(model, slots, busy, mms, mm_of)
         first = _read_kernel(self.mnemonics, scope, self.skip)
         catch_up()
-        if losses_seen() != lost_before:
+        if loss_mark().anyone != before.anyone:
             self.void_passes += 1
-            return []  # lost again already: the second read would be wasted
+            return []  # lost again already, by anyone: the second read would be wasted
         second = _read_kernel(self.mnemonics, scope, self.skip)
         ts = self.clock_ns()
         self.sleep(self.settle_s)
         catch_up()
-        if losses_seen() != lost_before:
+        after = loss_mark()
+        if after.anyone != before.anyone:
             self.void_passes += 1
             return []  # a lost event could have been anyone's: all stay dirty
-        if self.dirty_all:
+        if scope is None:
             candidates = set(first) | set(second) | {s.pid for s in model.live_spaces() if s.pid}
         else:
-            candidates = set(self.dirty)
+            candidates = set(scope)
         candidates -= set(self.skip)
-        self.dirty_all = False
+        was_all, self.dirty_all = self.dirty_all, False
+        retry = self.dirty
         self.dirty = set()
+        lost_meanwhile = after.slots_since(before)
+        # slots looked at and quiet throughout are settled; ones that lost again stay pending
+        for slot in slots - lost_meanwhile:
+            self.dirty_slots.pop(slot, None)
         out: List[Record] = []
         for pid in sorted(candidates):
             a, b = first.get(pid), second.get(pid)
@@ -263,9 +333,15 @@ class Resyncer:
                 self.dirty.add(pid)  # busy: try again at the next pass
                 continue
             gone = b is None and not process_alive(pid)
-            mm = None if gone else mm_of(pid)
+            mm = None if gone else (mms[pid] if pid in mms else mm_of(pid))
             if mm is not None and mm in self._window_mms:
                 self.dirty.add(pid)
+                continue
+            held = [s.mm for s in _live_spaces_of(model, pid) if s.mm is not None]
+            if any(after.lost_for(before, m) for m in ([mm] if mm is not None else []) + held) or (
+                    mm is None and not held and lost_meanwhile):
+                if pid in retry or was_all:
+                    self.dirty.add(pid)  # its address space lost events during the reads
                 continue
             space = _space_of(model, pid, mm)
             others = [s for s in _live_spaces_of(model, pid) if s is not space and s.live_vmas]

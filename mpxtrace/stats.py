@@ -171,6 +171,8 @@ class Session:
         if kind == "lost":
             source = str(rec.get("source", "kernel"))
             self.lost[source] = self.lost.get(source, 0) + int(rec["count"])
+            if "slots" in rec:  # whose they were (lostspaces.py)
+                self.model.charge_lost({int(slot): int(count) for slot, count in rec["slots"]})
         elif kind == "end":
             self.end_ns = int(rec["ts"])
         elif kind == RESIDENT_RECORD:

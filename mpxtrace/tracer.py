@@ -13,12 +13,13 @@ import signal
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable, Dict, List, Optional, Sequence, Set
+from typing import Any, Callable, Dict, List, Optional, Sequence, Set, Tuple
 
 from . import smaps
 from .eventlog import LOG_FORMAT, LOG_VERSION, LogWriter
 from .events import COUNTERS, RawEvent, Record, decode_raw
 from .flags import TrackedFlags
+from .lostspaces import LossMark, changed_slots
 from .kernel.features import KernelFeatures
 from .procwatch import ExitWatcher
 from .program import LoadedProgram, ProgramConfig, build_config, load_program
@@ -90,6 +91,10 @@ class Tracer:
     _lost_callback: int = 0  # perf lost-callback total
     _lost_reported: int = 0
     _counted: Dict[str, int] = field(default_factory=dict)  # in-kernel loss counters reported so far
+    _kernel_lost: int = 0  # lost_submit when the per-slot counts were last read
+    _lost_slots: Tuple[int, ...] = ()  # the kernel's refusals by address-space slot (lostspaces.py)
+    _anyone_before: int = 0  # losses of unknown address space at the last read
+    _unlogged_slots: Dict[int, int] = field(default_factory=dict)  # per-slot losses for the next `lost` record
     _seeded_pids: Set[int] = field(default_factory=set)
     load_seconds: float = 0.0  # BCC compile + load + attach
     _old_handlers: Dict[int, Any] = field(default_factory=dict)
@@ -128,7 +133,7 @@ class Tracer:
         self.session = Session(header)
         if self.options.resync:
             self._resync = Resyncer(self.options.tracked.mnemonics, skip=(os.getpid(),), pids=self.options.pids,
-                                    settle_s=REORDER_MARGIN_NS / 1e9)
+                                    settle_s=REORDER_MARGIN_NS / 1e9, knows_mms=config.plan.uses("seed"))
         self._emit(header, apply=False)
         if self.options.seed:
             self._seed()
@@ -170,13 +175,26 @@ class Tracer:
         values = dict(zip(COUNTERS, self._program.counters()))
         # The kernel counts failed submissions; perf also reports losses to its callback, later
         # and only once more data is written.  Both count the same events: take the larger.
-        lost = values["lost_submit"]
+        lost = kernel_lost = values["lost_submit"]
         source = "ring_buffer"
         if self._program.config.buffer == "perf":
             lost, source = max(lost, self._lost_callback), "perf_buffer"
         seen_before = self.losses_seen()
+        slots_lost: Set[int] = set()
+        if kernel_lost != self._kernel_lost:
+            # read after the total: the program counts a refusal in its slot first (lostspaces.py)
+            slots = self._program.lost_slots()
+            slots_lost = changed_slots(self._lost_slots, slots)
+            for slot in slots_lost:
+                before = self._lost_slots[slot] if self._lost_slots else 0
+                self._unlogged_slots[slot] = self._unlogged_slots.get(slot, 0) + slots[slot] - before
+            self._lost_slots, self._kernel_lost = slots, kernel_lost
         if lost > self._lost_reported:
-            self._pending.append({"type": "lost", "ts": now, "source": source, "count": lost - self._lost_reported})
+            rec: Record = {"type": "lost", "ts": now, "source": source, "count": lost - self._lost_reported}
+            if self._unlogged_slots:  # whose: the model charges each address space its slot's count
+                rec["slots"] = [[slot, n] for slot, n in sorted(self._unlogged_slots.items())]
+                self._unlogged_slots = {}
+            self._pending.append(rec)
             self._lost_reported = lost
         # Other ways an event goes missing, each counted where it happens: nesting deeper than
         # the per-thread frame stack, frames whose return never came (unwound), a full kernel
@@ -190,11 +208,20 @@ class Tracer:
                 self._pending.append({"type": "lost", "ts": now, "source": counter, "count": new})
                 self._counted[counter] = values[counter]
         if self._resync is not None and self.losses_seen() != seen_before:
-            self._resync.on_loss()
+            if self.loss_mark().anyone > self._anyone_before:
+                self._resync.on_loss()  # whose, nobody knows: every picture is provisional
+            if slots_lost:
+                self._resync.on_loss(slots_lost)
+        self._anyone_before = max(self._anyone_before, self.loss_mark().anyone)
 
     def losses_seen(self) -> int:
         """Events lost so far, every source (as reported in `lost` records)."""
         return self._lost_reported + sum(self._counted.values())
+
+    def loss_mark(self) -> LossMark:
+        """Losses so far, by whose they were where the kernel knows (lostspaces.py)."""
+        attributed = self._kernel_lost if self._lost_slots else 0
+        return LossMark(self.losses_seen() - attributed, self._lost_slots)
 
     def _drain(self, cutoff: Optional[int]) -> None:
         """Apply pending records older than `cutoff` (all when None), in timestamp order."""
@@ -276,9 +303,15 @@ class Tracer:
             self.finish()
         return self.session
 
-    def resync_pending(self, pid: int) -> bool:
-        """`pid`'s picture is provisional: events were lost and resync has not re-read it yet."""
-        return self._resync is not None and self._resync.pending_for(pid)
+    def resync_pending(self, pid: int, mm: Optional[int] = None) -> bool:
+        """`pid`'s picture (of address space `mm`, or all of its) is provisional: events that may
+        be its were lost and resync has not re-read it yet."""
+        if self._resync is None or not self._resync.pending:
+            return False
+        if mm is not None:
+            return self._resync.pending_for(pid, [mm])
+        spaces = self.session.model.live_spaces() if self.session is not None else []
+        return self._resync.pending_for(pid, [s.mm for s in spaces if s.pid == pid and s.mm is not None])
 
     def _verify(self) -> None:
         """--verify: report every VMA where the model and smaps disagree (see verify.py).  Not
@@ -291,10 +324,11 @@ class Tracer:
             if not self.resync_pending(int(rec["pid"])):
                 self._emit(rec)
 
-    def _resync_pass(self) -> None:
+    def _resync_pass(self, everything: bool = False) -> None:
         """After lost events: the picture re-read from smaps where that is provably exact (resync.py)."""
         assert self.session is not None and self._resync is not None and self._program is not None
-        for rec in self._resync.run(self.session.model, self._flush_all, self.losses_seen, self._program.mm_of):
+        for rec in self._resync.run(self.session.model, self._flush_all, self.loss_mark, self._program.mm_of,
+                                    everything):
             self._emit(rec)
 
     def _record_tallies(self) -> None:
@@ -326,7 +360,7 @@ class Tracer:
             return
         self._flush_all()
         if self._resync is not None and self._resync.pending:
-            self._resync_pass()  # the summary's live figures: exact if the load has stopped
+            self._resync_pass(everything=True)  # the summary's live figures: exact if the load has stopped
         self._record_tallies()
         self._emit({"type": "end", "ts": time.monotonic_ns()})
         self._program.close()

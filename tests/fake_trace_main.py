@@ -22,7 +22,7 @@ class ReplayTracer:
         self.on_record = on_record
         self.on_interval = on_interval
         self.load_seconds = 0.0
-        self.config = SimpleNamespace(buffer="ring", plan=SimpleNamespace(attaches=[], missing=[]))
+        self.config = SimpleNamespace(buffer="ring", plan=SimpleNamespace(attaches=[], missing=[], uses=lambda hook: True))
         self.session: Optional[Session] = None
         self.stopped = False
         records: List[Dict[str, Any]] = capture(seconds=120)

@@ -1,9 +1,11 @@
 """Builders of kernel event records for model tests (the shape decode_raw produces)."""
 from __future__ import annotations
 
-from typing import Any, Dict, Optional, Tuple
+from pathlib import Path
+from typing import Any, Dict, Iterable, Optional, Tuple
 
-from mpxtrace.eventlog import LOG_VERSION
+from mpxtrace.eventlog import LOG_VERSION, LogWriter, open_log
+from mpxtrace.stats import Session
 
 MASK = 0x2000  # VM_LOCKED
 OTHER = 0x1  # a flag that only makes neighbours unmergeable
@@ -29,3 +31,20 @@ def ev(kind: str, ts: int, start: int = 0, end: int = 0, flags: int = MASK, *, m
 def header(start_ns: int = 0, interval_ns: int = 1_000_000_000, mask: int = MASK) -> Dict[str, Any]:
     return {"type": "header", "format": "mpxtrace-log", "version": LOG_VERSION, "start_ns": start_ns,
             "interval_ns": interval_ns, "mask": mask, "names": ["VM_LOCKED"], "mnemonics": ["lo"], "tracer_pid": 1}
+
+
+def live_and_replayed(records: Iterable[Dict[str, Any]], log: Path) -> Tuple[Session, Session]:
+    """`records` applied live while written to the log `log`, and the log read back strictly and
+    replayed as `report` does: the two sessions, to compare."""
+    live = Session(header())
+    writer = LogWriter(log)
+    writer.write(live.header)
+    for rec in records:
+        writer.write(rec)
+        live.apply(rec)
+    writer.close()
+    reader = open_log(log, strict=True)
+    replay = Session(reader.header)
+    for rec in reader.records():
+        replay.apply(rec)
+    return live, replay

@@ -232,7 +232,7 @@ def test_tracer_goes_on_when_its_log_cannot_be_written(tmp_path: Path, monkeypat
     from mpxtrace.tracer import TraceOptions, Tracer
 
     class Program:
-        config = SimpleNamespace(buffer="ring", plan=SimpleNamespace(attaches=[]))
+        config = SimpleNamespace(buffer="ring", plan=SimpleNamespace(attaches=[], uses=lambda hook: True))
 
         def open_buffer(self, on_event: object, on_lost: object) -> None:
             pass

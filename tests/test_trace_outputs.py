@@ -43,7 +43,7 @@ class FakeTracer:
     load_seconds: float = 0.0
     logged: List[Dict[str, Any]] = field(default_factory=list)
     scrapes: List[str] = field(default_factory=list)
-    config: Any = field(default_factory=lambda: SimpleNamespace(buffer="ring", plan=SimpleNamespace(attaches=[], missing=[])))
+    config: Any = field(default_factory=lambda: SimpleNamespace(buffer="ring", plan=SimpleNamespace(attaches=[], missing=[], uses=lambda hook: True)))
 
     def start(self) -> Session:
         self.session = Session(header())

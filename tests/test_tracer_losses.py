@@ -2,7 +2,7 @@
 from __future__ import annotations
 
 from types import SimpleNamespace
-from typing import List
+from typing import List, Tuple
 
 from mpxtrace.events import COUNTERS
 from mpxtrace.flags import resolve_flags
@@ -13,12 +13,16 @@ class FakeProgram:
     def __init__(self, buffer: str) -> None:
         self.config = SimpleNamespace(buffer=buffer)
         self.values = dict.fromkeys(COUNTERS, 0)
+        self.slots: List[int] = []  # lost_spaces: empty where the program keeps none
 
         self.misses = 0
         self.skipped = 0
 
     def counters(self) -> List[int]:
         return [self.values[name] for name in COUNTERS]
+
+    def lost_slots(self) -> Tuple[int, ...]:
+        return tuple(self.slots)
 
     def probe_misses(self) -> int:
         return self.misses
@@ -76,7 +80,7 @@ def test_signals_are_handled_from_the_moment_the_tracer_is_attached(monkeypatch)
         def open_buffer(self, on_event, on_lost) -> None:  # type: ignore[no-untyped-def]
             pass
 
-    monkeypatch.setattr(tracer_mod, "build_config", lambda *a, **k: SimpleNamespace(buffer="ring", plan=SimpleNamespace(attaches=[])))
+    monkeypatch.setattr(tracer_mod, "build_config", lambda *a, **k: SimpleNamespace(buffer="ring", plan=SimpleNamespace(attaches=[], uses=lambda hook: True)))
     monkeypatch.setattr(tracer_mod, "load_program", lambda config: Loaded("ring"))
     t = Tracer(TraceOptions(resolve_flags(["lo"], None), seed=False), features=None)  # type: ignore[arg-type]
     before = signal.getsignal(signal.SIGUSR1)

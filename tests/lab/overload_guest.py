@@ -7,7 +7,9 @@ that lost events are events about flagged VMAs (stress-ng's stressors hold littl
 the load is stopped (SIGSTOP to its process group) and the tracer's live picture, asked for
 with SIGUSR1, is compared with /proc/PID/smaps, process by process and VMA by VMA, until they
 match or CONVERGE_S passes; then the load goes on.  At the end the tracer is stopped (SIGINT)
-and its log copied to /mnt/out for the host to replay.  One JSON document between markers
+and its log copied to /mnt/out for the host to replay.  Then, the load running on, a process that
+overflowed the stream with it goes quiet: its picture must be repaired (equal to smaps, not
+provisional) while the others still lose events.  One JSON document between markers
 says what happened; the host test asserts.  Plain Python 3.9, no pytest.
 
     python3 tests/lab/overload_guest.py [--no-resync]
@@ -69,6 +71,29 @@ while True:
             w.munmap(addr + (pages - 1) * w.PAGE, 1)
             held[i] = (addr, pages - 1)
 """
+
+# A process that overflows the stream with everyone else for QUIET_AFTER_S, then stops changing
+# its memory while the load goes on (lostspaces.py: its losses are told from the others').
+QUIET = """
+import random, sys, time
+from mpxtrace import workload as w
+rng = random.Random(7)
+RW = w.PROT_READ | w.PROT_WRITE
+held = []
+end = time.monotonic() + float(sys.argv[1])
+while time.monotonic() < end or len(held) < 8:
+    if len(held) < 8 or (rng.random() < 0.5 and len(held) < 64):
+        pages = rng.randint(1, 32)
+        held.append((w.mmap(0, pages, RW, w.MAP_NORESERVE), pages))
+    else:
+        addr, pages = held.pop(rng.randrange(len(held)))
+        w.munmap(addr, pages)
+print("quiet", flush=True)
+sys.stdin.readline()
+"""
+QUIET_AFTER_S = 3.0
+QUIET_WAIT_S = 120.0  # for the tracer to repair the quiet process while the load goes on
+SNAPSHOT_LOADED_S = 60.0  # a snapshot under load waits for a resync pass in progress
 
 Picture = Dict[int, List[Tuple[int, int]]]
 
@@ -139,6 +164,52 @@ def checkpoint(tracer: Mpxtrace, load: "subprocess.Popen[str]") -> Dict[str, Any
             return result
 
 
+def lost_events(tracer: Mpxtrace) -> int:
+    return int(snapshot(tracer, SNAPSHOT_LOADED_S).get("lost_events") or 0)
+
+
+def quiet_while_loaded(tracer: Mpxtrace) -> Dict[str, Any]:
+    """The load runs on; a process that lost events with it goes quiet.  Its picture must become
+    exact (not provisional, equal to its smaps) while the others still overflow the stream."""
+    quiet = subprocess.Popen([sys.executable, "-c", QUIET, str(QUIET_AFTER_S)], cwd=str(ROOT),
+                             stdin=subprocess.PIPE, stdout=subprocess.PIPE, universal_newlines=True)
+    assert quiet.stdout is not None and quiet.stdin is not None
+    try:
+        quiet.stdout.readline()  # "quiet"
+        went_quiet = time.monotonic()
+        at_quiet = snapshot(tracer, SNAPSHOT_LOADED_S)
+        result: Dict[str, Any] = {"pid": quiet.pid, "matched": False, "lost_at_quiet": at_quiet.get("lost_events"),
+                                  "lost_by_source_at_quiet": at_quiet.get("lost_by_source")}
+        while time.monotonic() - went_quiet < QUIET_WAIT_S:
+            time.sleep(2.0)
+            asked = time.monotonic()
+            snap = snapshot(tracer, SNAPSHOT_LOADED_S)
+            result["snapshot_s"] = max(result.get("snapshot_s", 0.0), round(time.monotonic() - asked, 1))
+            result["lost_by_source"] = snap.get("lost_by_source")
+            mine = [p for p in snap.get("processes", []) if p.get("pid") == quiet.pid and not p.get("exited")]
+            result["known"] = bool(mine)
+            kernel = kernel_picture(tracer.proc.pid)
+            wrong = tracer_picture(snap).get(quiet.pid, []) != kernel.get(quiet.pid, [])
+            if mine and wrong and not any(p.get("resync_pending") for p in mine):
+                result["claimed_exact_but_wrong"] = result.get("claimed_exact_but_wrong", 0) + 1
+            others_pending = sum(1 for p in snap.get("processes", [])
+                                 if p.get("pid") != quiet.pid and p.get("resync_pending"))
+            result.update(waited_s=round(time.monotonic() - went_quiet, 1), lost_at_match=snap.get("lost_events"),
+                          pending=any(p.get("resync_pending") for p in mine), others_pending=others_pending,
+                          tracer_vmas=len(tracer_picture(snap).get(quiet.pid, [])),
+                          smaps_vmas=len(kernel.get(quiet.pid, [])),
+                          equal=tracer_picture(snap).get(quiet.pid, []) == kernel.get(quiet.pid, []))
+            if result["equal"] and not result["pending"]:
+                result["matched"] = True
+                break
+        time.sleep(2.0)
+        result["lost_after_match"] = lost_events(tracer)  # the load still overflowed the stream
+        return result
+    finally:
+        quiet.stdin.close()
+        quiet.wait()
+
+
 def main() -> None:
     extra = ["--no-resident", "--buffer-pages", BUFFER_PAGES, "--log", str(LOG)] + sys.argv[1:]
     if LOG.exists():
@@ -160,6 +231,9 @@ def main() -> None:
             result = checkpoint(tracer, load)
             print(f"checkpoint {i}: {result}", flush=True)
             report["checkpoints"].append(result)
+        os.killpg(load.pid, signal.SIGCONT)
+        report["quiet"] = quiet_while_loaded(tracer)
+        print(f"quiet: {report['quiet']}", flush=True)
     except Exception as err:  # noqa: BLE001 - reported to the host, which fails the test
         report["error"] = repr(err)
     finally:
@@ -173,6 +247,11 @@ def main() -> None:
     report["stderr"] = tracer.stderr()[-3000:]
     report["summary"] = tracer.record("summary")
     report["peak_rss_mib"] = round((tracer.peak_rss_kib or 0) / 1024, 1)
+    if LOG.exists() and "quiet" in report:
+        # how often the quiet process was corrected: a correction says it had lost events
+        with LOG.open() as fh:
+            report["quiet"]["resyncs"] = sum(1 for line in fh if '"type":"resync"' in line.replace(" ", "")
+                                             and json.loads(line).get("pid") == report["quiet"]["pid"])
     if OUT.is_dir() and LOG.exists():
         shutil.copy(LOG, OUT / LOG.name)
         report["log"] = LOG.name

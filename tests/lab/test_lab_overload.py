@@ -1,12 +1,15 @@
 """Exact under overload (issue 9 item 1), in the lab: stress-ng overflows a deliberately small
 stream buffer, and at every checkpoint (the load stopped) each process's flagged VMAs in the
-tracer's live picture equal /proc/PID/smaps, VMA by VMA; the log replays into the same summary.
+tracer's live picture equal /proc/PID/smaps, VMA by VMA; a process that lost events with the
+load and then went quiet is repaired while the load still overflows the stream; the log
+replays into the same summary.
 One boot per kernel, two to three minutes of guest time (tests/lab/overload_guest.py)."""
 from __future__ import annotations
 
 import json
 import subprocess
 import sys
+from typing import Dict, Optional
 
 import pytest
 
@@ -16,6 +19,13 @@ MARK = "=====MPXTRACE-OVERLOAD-JSON====="
 KERNELS = ["5.10", "6.1", "6.12", "7.2"]
 SAME_IN_REPLAY = ("events", "lost_events", "lost_by_source", "totals", "processes", "histograms", "resyncs",
                   "histograms_complete", "timeline", "anomalies")
+
+ATTRIBUTED = ("ring_buffer", "perf_buffer")  # losses the kernel counts by address space (lostspaces.py)
+
+
+def unattributed(lost_by_source: Optional[Dict[str, int]]) -> int:
+    return sum(n for source, n in (lost_by_source or {}).items() if source not in ATTRIBUTED)
+
 
 guest_run = GuestRuns("overload", ["python3", "tests/lab/overload_guest.py"], MARK, 900)
 
@@ -33,6 +43,19 @@ def test_live_bytes_and_vmas_equal_smaps_after_the_stream_overflowed(
     assert checkpoints[0]["processes"] > 0 and checkpoints[0]["smaps_vmas"] > 0, checkpoints[0]
     for point in checkpoints:
         assert point["matched"], json.dumps(point)
+    # a process whose events were lost with everyone's, once quiet, is exact again while the
+    # others still overflow the stream (lostspaces.py): not only once the whole load pauses
+    quiet = report["quiet"]
+    assert not quiet.get("claimed_exact_but_wrong"), quiet  # never shown as exact while wrong
+    anyones = unattributed(quiet.get("lost_by_source")) - unattributed(quiet.get("lost_by_source_at_quiet"))
+    if anyones == 0:
+        assert quiet["matched"], json.dumps(quiet)
+        assert quiet["resyncs"] > 0, quiet  # it had lost events: resync corrected it
+        assert quiet["lost_after_match"] > quiet["lost_at_match"] > quiet["lost_at_quiet"], quiet
+    else:
+        # a loss nobody can attribute (7.2: runs of the sys_exit_mremap program skipped under the
+        # load, bench/skip_sources.py) could have been its own: provisional, and it says so
+        assert quiet["matched"] or quiet.get("pending") or not quiet.get("known"), quiet
     assert report["tracer_exit"] == 0, report["stderr"]
     summary = report["summary"]
     assert summary["resyncs"] > 0 and summary["histograms_complete"] is False
