@@ -812,6 +812,21 @@ TRACEPOINT_PROBE(syscalls, sys_exit_mremap)
 }
 #endif
 
+#ifdef HOOK_MREMAP_SYSCALL
+/* The same by kprobes on __x64_sys_mremap(regs), where the kernel preempts in kernel mode: the
+ * tracepoints' programs run preemptible there and were skipped under load (7.2 in the lab:
+ * bench/skip_sources.py); a kprobe program runs with preemption off.  The x86-64 syscall ABI
+ * passes the arguments in di, si, dx, r10. */
+int kp_mremap(struct pt_regs *ctx)
+{
+	struct pt_regs regs = {};
+	bpf_probe_read(&regs, sizeof(regs), (void *)PT_REGS_PARM1(ctx));
+	return on_mremap_enter(regs.di, regs.si, regs.dx, regs.r10);
+}
+
+int kr_mremap(struct pt_regs *ctx) { return on_mremap_exit(ctx, PT_REGS_RC(ctx)); }
+#endif
+
 /* ---- attachment: kprobe wrappers (always compiled; attached by name from Python) ------ */
 #define KARG_(n) PT_REGS_PARM##n(ctx)
 #define KARG(n) KARG_(n)

@@ -203,8 +203,17 @@ class Resyncer:
     next_at: float = 0.0
     void_passes: int = 0  # passes during which events were lost again
     last_cost_s: float = 0.0  # how long the last pass took
+    passes: int = 0
+    pass_seconds: float = 0.0  # all passes together
+    longest_pass_s: float = 0.0
+    pids_read: int = 0  # processes whose smaps the passes read (twice each)
     _window_mms: Optional[Set[int]] = None
     _window_pids: Set[int] = field(default_factory=set)
+
+    def stats(self) -> Dict[str, float]:
+        """What the passes cost so far (the SIGUSR1 snapshot shows it)."""
+        return {"passes": self.passes, "void_passes": self.void_passes, "seconds": round(self.pass_seconds, 3),
+                "longest_s": round(self.longest_pass_s, 3), "pids_read": self.pids_read}
 
     def on_loss(self, slots: Optional[Iterable[int]] = None) -> None:
         """Events were lost: by the address spaces in `slots` (lostspaces.py), or by anyone."""
@@ -262,6 +271,9 @@ class Resyncer:
         finally:
             self._window_mms = None
             cost = self.last_cost_s = self.clock() - started
+            self.passes += 1
+            self.pass_seconds += cost
+            self.longest_pass_s = max(self.longest_pass_s, cost)
             self.next_at = self.clock() + min(self.max_gap_s, max(self.min_gap_s, cost / self.budget))
 
     def _scope(self, model: Model, slots: Set[int], busy: Set[int], mms: Dict[int, Optional[int]],
@@ -275,10 +287,13 @@ class Resyncer:
             if self.dirty_all or slots:
                 return sorted(set(self.pids) | {s.pid for s in model.live_spaces() if s.pid}) if self.pids else None
             return sorted(self.dirty)
-        if not self.dirty_all and not slots:
+        if not self.dirty_all and not slots and not busy:
             return sorted(self.dirty)
-        known = {s.pid for s in model.live_spaces() if s.pid}
-        everyone = (set(self.pids) | known) if self.pids else set(all_pids()) | known
+        if self.dirty_all or slots:
+            known = {s.pid for s in model.live_spaces() if s.pid}
+            everyone = (set(self.pids) | known) if self.pids else set(all_pids()) | known
+        else:
+            everyone = set(self.dirty)  # a retry: only its processes, less those still losing
         wanted = set(self.dirty)
         for pid in everyone - set(self.skip):
             mm = mms[pid] = mm_of(pid)  # None: no address space (a kernel thread), or gone
@@ -302,6 +317,7 @@ class Resyncer:
         mms: Dict[int, Optional[int]] = {}
         scope = self._scope(model, slots, busy, mms, mm_of)
         first = _read_kernel(self.mnemonics, scope, self.skip)
+        self.pids_read += len(scope) if scope is not None else len(first)
         catch_up()
         if loss_mark().anyone != before.anyone:
             self.void_passes += 1

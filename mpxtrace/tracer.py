@@ -303,6 +303,10 @@ class Tracer:
             self.finish()
         return self.session
 
+    def resync_stats(self) -> Optional[Dict[str, float]]:
+        """Resync passes so far and what they cost, or None with --no-resync."""
+        return self._resync.stats() if self._resync is not None else None
+
     def resync_pending(self, pid: int, mm: Optional[int] = None) -> bool:
         """`pid`'s picture (of address space `mm`, or all of its) is provisional: events that may
         be its were lost and resync has not re-read it yet."""

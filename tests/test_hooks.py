@@ -178,3 +178,23 @@ def test_preemption_mode_is_read_from_the_scheduler_then_the_build_config(monkey
                                    (None, {}, None)]:
         monkeypatch.setattr(feat, "_read", lambda path, text=text: text)
         assert feat._preempts_in_kernel(config) is expected, (text, config)
+
+
+def test_where_the_kernel_preempts_in_kernel_mode_mremap_is_followed_by_kprobes_on_its_syscall() -> None:
+    """The syscall tracepoints' programs run preemptible there and the kernel skipped them under
+    load (bench/skip_sources.py on 7.2): kprobes run with preemption off."""
+    import dataclasses
+    tracepoints = frozenset({"syscalls:sys_enter_mremap", "syscalls:sys_exit_mremap"})
+    kernel = dict(KERNEL_510, __x64_sys_mremap=["regs"])
+    calm = dataclasses.replace(features(kernel), tracepoints=tracepoints, preempts_in_kernel=False)
+    preempting = dataclasses.replace(calm, preempts_in_kernel=True)
+    assert not plan_hooks(calm, "auto").uses("mremap_syscall") and plan_hooks(calm, "auto").defines["HOOK_MREMAP_TP"]
+    for attach in ("auto", "fentry", "kprobe"):
+        plan = plan_hooks(preempting, attach)
+        assert [(a.symbol, a.mode) for a in plan.attaches if a.hook in ("mremap", "mremap_syscall")] == [
+            ("__x64_sys_mremap", "kprobe")]
+        assert plan.defines["HOOK_MREMAP_SYSCALL"] == "1" and "HOOK_MREMAP_TP" not in plan.defines
+    # an architecture without that function keeps the tracepoints
+    other = dataclasses.replace(features(KERNEL_510), tracepoints=tracepoints, preempts_in_kernel=True)
+    assert plan_hooks(other, "auto").defines["HOOK_MREMAP_TP"] == "1"
+    assert "mremap_syscall" not in dict(plan_hooks(other, "auto").missing)  # nothing is missing there

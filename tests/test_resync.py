@@ -403,3 +403,15 @@ def test_a_pass_after_anyones_loss_does_not_read_processes_still_losing(monkeypa
     assert kernel.scopes == [[1, 100], [1, 100]]  # everyone but the one still losing
     assert [(rec["pid"], rec["vmas"]) for rec in out] == [(100, [[A, A + 3 * PAGE]])]
     assert not r.dirty_all and r.pending_for(200, [MM2]) and not r.pending_for(100, [MM])
+
+
+def test_a_retry_skips_a_pending_process_whose_address_space_still_loses(monkeypatch: pytest.MonkeyPatch) -> None:
+    session = session_with(ev("map", 10, A, A + PAGE), ev("map", 11, A, A + PAGE, mm=MM2, tgid=200))
+    kernel = FakeKernel([{}, {}], {100: MM, 200: MM2})
+    kernel.install(monkeypatch)
+    now = [5.0]
+    r = Resyncer(["lo"], clock=lambda: now[0], clock_ns=lambda: 777, sleep=lambda s: None)
+    r.dirty = {100, 200}  # both busy at the last pass
+    r.on_loss({slot_of(MM2)})  # and 200 is losing events now
+    r.run(session.model, lambda: None, lambda: LossMark(0, tuple(kernel.slots)), kernel.mm_of)
+    assert kernel.scopes == [[100], [100]] and r.pending_for(200, [MM2])

@@ -92,7 +92,7 @@ print("quiet", flush=True)
 sys.stdin.readline()
 """
 QUIET_AFTER_S = 3.0
-QUIET_WAIT_S = 120.0  # for the tracer to repair the quiet process while the load goes on
+QUIET_WAIT_S = 240.0  # for the tracer to repair the quiet process while the load goes on (7.2: 78-98 s seen)
 SNAPSHOT_LOADED_S = 60.0  # a snapshot under load waits for a resync pass in progress
 
 Picture = Dict[int, List[Tuple[int, int]]]
@@ -186,6 +186,7 @@ def quiet_while_loaded(tracer: Mpxtrace) -> Dict[str, Any]:
             snap = snapshot(tracer, SNAPSHOT_LOADED_S)
             result["snapshot_s"] = max(result.get("snapshot_s", 0.0), round(time.monotonic() - asked, 1))
             result["lost_by_source"] = snap.get("lost_by_source")
+            result["resync"] = snap.get("resync")
             mine = [p for p in snap.get("processes", []) if p.get("pid") == quiet.pid and not p.get("exited")]
             result["known"] = bool(mine)
             kernel = kernel_picture(tracer.proc.pid)
