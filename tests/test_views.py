@@ -10,9 +10,10 @@ from typing import Any, Dict, List
 import pytest
 
 from mpxtrace import tallies
+from mpxtrace.lostspaces import slot_of
 from mpxtrace.stats import Session
 
-from helpers import MM2, PAGE, ev, header
+from helpers import MM, MM2, PAGE, ev, header
 
 A = 0x7F0000000000
 S = 1_000_000_000
@@ -87,6 +88,10 @@ def test_metrics_scraped_over_http_follow_the_session() -> None:
         assert after[("mpxtrace_frees_total", ())] == 1
         assert after[("mpxtrace_lifetime_ns_count", ())] == 1
         assert after[("mpxtrace_resident_bytes", ())] == PAGE
+        assert ("mpxtrace_process_lost_events", work) not in after  # none of its events was refused
+        session.apply({"type": "lost", "ts": 3 * S, "source": "ring_buffer", "count": 3, "slots": [[slot_of(MM), 3]]})
+        view.publish(session)
+        assert _scrape(port)[("mpxtrace_process_lost_events", work)] == 3
         assert not any(name.startswith("mpxtrace_kernel_") for name, _ in after)  # no tallies record yet
         # the kernel's own counts: 9 maps where the stream delivered 2 (tallies.py)
         values = [0] * tallies.SIZE

@@ -85,6 +85,8 @@ class MetricsView:
             sample = resident.get((space.pid, mm or None))
             if sample is not None:
                 values["resident_bytes"] = float(sample["resident_bytes"])
+            if space.lost_events:
+                values["lost_events"] = float(space.lost_events)
             data.processes.append(([str(space.pid), space.comm, mm], values))
         spaces = session.model.spaces
         totals = session.model.totals()  # exited spaces the model folded count too: counters never go down
@@ -122,6 +124,10 @@ class MetricsView:
             "resident_bytes": GaugeMetricFamily("mpxtrace_process_resident_bytes",
                                                 f"Resident bytes (smaps Rss) of the VMAs{flag}, per process",
                                                 labels=PROCESS_LABELS),
+            "lost_events": GaugeMetricFamily("mpxtrace_process_lost_events",
+                                             "Events of its address space the stream refused, counted in the kernel "
+                                             "by address-space slot (at most: a slot may be shared)",
+                                             labels=PROCESS_LABELS),
         }
         for labels, values in data.processes:
             for name, value in values.items():
