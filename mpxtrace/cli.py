@@ -151,8 +151,9 @@ def trace(flag: Tuple[str, ...], mask: Optional[str], pids: Tuple[int, ...], log
             processes.append(proc)
         rec = {"type": "snapshot", "ts": session.last_ns, "lost_events": session.lost_events,
                "lost_by_source": dict(sorted(session.lost.items())), "processes": processes}
-        if tracer.resync_stats() is not None:
-            rec["resync"] = tracer.resync_stats()  # what re-reading smaps after losses has cost
+        resync = tracer.resync_stats()
+        if resync is not None:
+            rec["resync"] = resync  # what re-reading smaps after losses has cost
         if as_json:
             _print_json(rec)
         else:

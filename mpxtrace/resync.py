@@ -353,17 +353,18 @@ class Resyncer:
             if mm is not None and mm in self._window_mms:
                 self.dirty.add(pid)
                 continue
-            held = [s.mm for s in _live_spaces_of(model, pid) if s.mm is not None]
+            live = _live_spaces_of(model, pid)
+            held = [s.mm for s in live if s.mm is not None]
             if any(after.lost_for(before, m) for m in ([mm] if mm is not None else []) + held) or (
                     mm is None and not held and lost_meanwhile):
                 if pid in retry or was_all:
                     self.dirty.add(pid)  # its address space lost events during the reads
                 continue
             space = _space_of(model, pid, mm)
-            others = [s for s in _live_spaces_of(model, pid) if s is not space and s.live_vmas]
+            others = [s for s in live if s is not space and s.live_vmas]
             seen = b.vmas if b is not None else ()
             if gone:
-                if any(s.live_vmas for s in _live_spaces_of(model, pid)):
+                if any(s.live_vmas for s in live):
                     out += resync_records(ts, pid, "", None, (), gone=True)
                 continue
             if _model_vmas(space) == seen and not others:

@@ -207,12 +207,13 @@ class Tracer:
             if new > 0:
                 self._pending.append({"type": "lost", "ts": now, "source": counter, "count": new})
                 self._counted[counter] = values[counter]
+        anyone = self.loss_mark().anyone
         if self._resync is not None and self.losses_seen() != seen_before:
-            if self.loss_mark().anyone > self._anyone_before:
+            if anyone > self._anyone_before:
                 self._resync.on_loss()  # whose, nobody knows: every picture is provisional
             if slots_lost:
                 self._resync.on_loss(slots_lost)
-        self._anyone_before = max(self._anyone_before, self.loss_mark().anyone)
+        self._anyone_before = max(self._anyone_before, anyone)
 
     def losses_seen(self) -> int:
         """Events lost so far, every source (as reported in `lost` records)."""
