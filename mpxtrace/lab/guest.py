@@ -108,6 +108,12 @@ def run_init_script(argv: Sequence[str], markers: Markers, env: Optional[Mapping
         "ulimit -l unlimited",  # BPF maps are charged to locked memory on older kernels
         # Keep kernel chatter off the console so it cannot interleave with the output.
         "echo 1 > /proc/sys/kernel/printk",
+        # A kernel stuck for good (a soft lockup: 2 x watchdog_thresh without scheduling) ends
+        # the guest at once, with every CPU's backtrace, instead of idling until the host's
+        # timeout. The threshold is raised so that a starved TCG vCPU does not trip it, and
+        # panic_print=32 replays the log the printk level above kept off the console.
+        "for knob in watchdog_thresh=30 softlockup_all_cpu_backtrace=1 softlockup_panic=1 panic_print=32; do"
+        " echo ${knob#*=} > /proc/sys/kernel/${knob%=*} 2>/dev/null; done",
         f'echo "{markers.release} $(uname -r)"',
         f"export PYTHONPATH={PROJECT_MOUNT}:{DEPS_DIR}",
         "export PYTHONDONTWRITEBYTECODE=1",  # the project disk is read-only

@@ -187,6 +187,8 @@ def main():
         "uname_r": platform.release(),
         "python": "%d.%d.%d" % sys.version_info[:3],
         "lockdown": (read("/sys/kernel/security/lockdown") or "").strip() or None,
+        "watchdog": {knob: (read("/proc/sys/kernel/" + knob) or "").strip() for knob in
+                     ("watchdog_thresh", "softlockup_panic", "softlockup_all_cpu_backtrace", "panic_print")},
         "kprobes_dir_readable": os.access("/sys/kernel/debug/kprobes/list", os.R_OK),
         "filter_functions_readable": ff is not None,
         "symbols": {s: {"kallsyms": s in ks,

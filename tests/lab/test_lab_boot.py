@@ -93,6 +93,13 @@ def test_kprobes_usable(probe: Dict[str, Any]) -> None:
     assert probe["symbols"]["mmap_region"]["filter_functions"] is True
 
 
+def test_a_hung_kernel_ends_the_guest_with_every_backtrace(probe: Dict[str, Any]) -> None:
+    """The run's init arms the soft-lockup watchdog to panic (which ends QEMU) and to replay the
+    whole kernel log, backtraces of every CPU included, past the quiet printk level."""
+    assert probe["watchdog"] == {"watchdog_thresh": "30", "softlockup_panic": "1",
+                                 "softlockup_all_cpu_backtrace": "1", "panic_print": "32"}
+
+
 def test_bcc_kprobe_counts_mmaps(probe: Dict[str, Any]) -> None:
     bcc = probe["bcc"]
     assert "error" not in bcc, bcc.get("error")
