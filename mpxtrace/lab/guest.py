@@ -113,7 +113,7 @@ def run_init_script(argv: Sequence[str], markers: Markers, env: Optional[Mapping
         # timeout. The threshold is raised so that a starved TCG vCPU does not trip it, and
         # panic_print=32 replays the log the printk level above kept off the console.
         "for knob in watchdog_thresh=30 softlockup_all_cpu_backtrace=1 softlockup_panic=1 panic_print=32; do"
-        " echo ${knob#*=} > /proc/sys/kernel/${knob%=*} 2>/dev/null; done",
+        " echo ${knob#*=} 2>/dev/null > /proc/sys/kernel/${knob%=*}; done",  # 2> first: it silences a missing knob
         f'echo "{markers.release} $(uname -r)"',
         f"export PYTHONPATH={PROJECT_MOUNT}:{DEPS_DIR}",
         "export PYTHONDONTWRITEBYTECODE=1",  # the project disk is read-only
