@@ -129,7 +129,9 @@ class SimKernel:
             s, e, old = self.mms[mm][i]
             lo, hi = max(s, cursor), min(e, end)
             if old != flags:
-                report = bool(flags & self.mask) or mm in self.tracked
+                # the kernel program reports a change that sets the flag, or one in an address space
+                # holding flagged memory where the VMA changed carries it (a quiet merge otherwise)
+                report = bool(flags & self.mask) or (mm in self.tracked and bool(old & self.mask))
                 if not splits_first and report:
                     flags_event_index = len(self.events)
                 self._split(mm, lo)

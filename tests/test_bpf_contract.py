@@ -12,7 +12,7 @@ import pytest
 from mpxtrace import events
 from mpxtrace.events import COUNTERS, Kind
 from mpxtrace.flags import resolve_flags
-from mpxtrace.kernel.hooks import HOOKS, STRUCT_FIELDS, VMG_FIELDS
+from mpxtrace.kernel.hooks import HOOKS, OPTIONAL_FIELDS, STRUCT_FIELDS, VMG_FIELDS
 from mpxtrace.program import bpf_dir, build_config
 
 from fake_kernel import KERNEL_510, KERNEL_612, VMG, features
@@ -109,7 +109,8 @@ def test_every_fentry_program_is_one_the_planner_can_choose() -> None:
 
 def test_argument_and_offset_macros_agree_both_ways() -> None:
     program = c_source("mpxtrace.bpf.c")
-    planned = {define for spec in HOOKS for define in spec.args} | set(STRUCT_FIELDS) | set(VMG_FIELDS)
+    planned = ({define for spec in HOOKS for define in spec.args} | set(STRUCT_FIELDS) | set(VMG_FIELDS)
+               | set(OPTIONAL_FIELDS))
     used = set(re.findall(r"\b((?:ARG|OFF)_[A-Z0-9_]+)\b", program))
     assert planned - used == set(), "computed for the kernel program but never read by it"
     assert used - planned == set(), "read by the kernel program but never computed"

@@ -5,7 +5,7 @@ from typing import Dict
 
 import pytest
 
-from mpxtrace.kernel.hooks import PlanError, plan_hooks
+from mpxtrace.kernel.hooks import PlanError, plan_hooks, struct_offsets
 
 from fake_kernel import KERNEL_510, KERNEL_612, RINGBUF_SYMBOL, TRAMPOLINE_SYMBOL, VMG, features
 
@@ -198,3 +198,19 @@ def test_where_the_kernel_preempts_in_kernel_mode_mremap_is_followed_by_kprobes_
     other = dataclasses.replace(features(KERNEL_510), tracepoints=tracepoints, preempts_in_kernel=True)
     assert plan_hooks(other, "auto").defines["HOOK_MREMAP_TP"] == "1"
     assert "mremap_syscall" not in dict(plan_hooks(other, "auto").missing)  # nothing is missing there
+
+
+def test_vma_merge_reads_prev_and_the_vma_list_where_btf_has_it() -> None:
+    """5.10's vma_merge() names the VMA before its range (prev); with vm_next the kernel program
+    tells which VMA the range is in, so a change touching no flagged memory stays quiet.  6.1
+    dropped the list (763ecb035029): the offset is then left out, not guessed."""
+    vma = {"vm_start": 0, "vm_end": 8, "vm_mm": 64, "vm_flags": 80, "vm_pgoff": 120}
+    task = {"mm": 2000, "pid": 2400, "tgid": 2404, "comm": 3000}
+    listed = {"vm_area_struct": dict(vma, vm_next=16), "task_struct": task}
+    plan = plan_hooks(features(KERNEL_510, fields=listed), "auto")
+    assert plan.defines["ARG_MERGE_PREV"] == "2"
+    offsets = struct_offsets(features(KERNEL_510, fields=listed))
+    assert offsets is not None and offsets["OFF_VMA_NEXT"] == "16"
+    unlisted = struct_offsets(features(KERNEL_510, fields={"vm_area_struct": vma, "task_struct": task}))
+    assert unlisted is not None and "OFF_VMA_NEXT" not in unlisted and unlisted["OFF_VMA_FLAGS"] == "80"
+    assert struct_offsets(features(KERNEL_510, btf=False)) is None

@@ -55,9 +55,10 @@ EXTRA_STRUCTS = ("bpf_ringbuf",)
 
 
 def default_questions() -> Questions:
-    from .hooks import HOOKS, STRUCT_FIELDS, VMG_FIELDS  # hooks imports features, which imports us lazily
+    # hooks imports features, which imports us lazily
+    from .hooks import HOOKS, OPTIONAL_FIELDS, STRUCT_FIELDS, VMG_FIELDS
     symbols = sorted({s for spec in HOOKS for s in spec.symbols} | set(EXTRA_SYMBOLS))
-    fields = sorted({(struct, name) for table in (STRUCT_FIELDS, VMG_FIELDS)
+    fields = sorted({(struct, name) for table in (STRUCT_FIELDS, VMG_FIELDS, OPTIONAL_FIELDS)
                      for struct, names in table.values() for name in names})
     structs = sorted({struct for struct, _ in fields} | set(EXTRA_STRUCTS))
     return Questions(tuple(symbols), tuple(symbols), tuple(fields), tuple(structs))

@@ -13,7 +13,8 @@ from typing import Dict, List, Optional, Tuple
 
 from .features import KernelFeatures
 
-__all__ = ["HookSpec", "PlannedAttach", "HookPlan", "HOOKS", "plan_hooks", "PlanError", "struct_offsets"]
+__all__ = ["HookSpec", "PlannedAttach", "HookPlan", "HOOKS", "plan_hooks", "PlanError", "struct_offsets",
+           "OPTIONAL_FIELDS"]
 
 
 class PlanError(Exception):
@@ -48,8 +49,8 @@ HOOKS: Tuple[HookSpec, ...] = (
     # vm_flags, ...) up to 6.2; the vma-iterator conversion in 6.3 prepended vmi (9760ebffbf55
     # "mm: switch vma_merge(), split_vma(), and __split_vma to vma iterator").
     HookSpec("merge", ("vma_merge",),
-             {"ARG_MERGE_MM": ("mm", 1), "ARG_MERGE_START": ("addr", 3), "ARG_MERGE_END": ("end", 4),
-              "ARG_MERGE_FLAGS": ("vm_flags", 5)},
+             {"ARG_MERGE_MM": ("mm", 1), "ARG_MERGE_PREV": ("prev", 2), "ARG_MERGE_START": ("addr", 3),
+              "ARG_MERGE_END": ("end", 4), "ARG_MERGE_FLAGS": ("vm_flags", 5)},
              "kp_vma_merge", "kr_merge",
              "merges and flag changes (mprotect, mlock, madvise, mremap) up to 6.11", fentry_ok=False,
              define="HOOK_VMA_MERGE"),
@@ -161,9 +162,23 @@ def _offsets(features: KernelFeatures, fields: Dict[str, Tuple[str, Tuple[str, .
     return out
 
 
+# Fields some kernels lack; the program does without them.  vm_next: the VMA list, up to 6.0
+# (763ecb035029 "mm: remove the vma linked list"), tells which VMA a vma_merge() range is in.
+OPTIONAL_FIELDS: Dict[str, Tuple[str, Tuple[str, ...]]] = {
+    "OFF_VMA_NEXT": ("vm_area_struct", ("vm_next",)),
+}
+
+
 def struct_offsets(features: KernelFeatures) -> Optional[Dict[str, str]]:
-    """Field offsets from BTF (then the program needs no heavy kernel headers), or None."""
-    return _offsets(features, STRUCT_FIELDS)
+    """Field offsets from BTF (then the program needs no heavy kernel headers), or None; the
+    optional fields only where BTF has them."""
+    out = _offsets(features, STRUCT_FIELDS)
+    if out is not None:
+        for define, (struct, names) in OPTIONAL_FIELDS.items():
+            off = _offset(features, struct, names)
+            if off is not None:
+                out[define] = str(off)
+    return out
 
 
 def _arg_positions(spec: HookSpec, symbol: str, features: KernelFeatures) -> Dict[str, str]:
