@@ -515,9 +515,12 @@ static __always_inline u64 flags_in_range(u64 prev, u64 start, u64 end)
  * still pushes its frame, which tells a free inside the merge from an unmap, but is quiet. */
 static __always_inline int on_merge_enter(u64 mm, u64 prev, u64 start, u64 end, u64 flags)
 {
-	if (!(flags & TRACK_MASK) && !is_tracked(mm))
-		return 0;
-	u64 quiet = !((flags | flags_in_range(prev, start, end)) & TRACK_MASK) ? MERGE_QUIET : 0;
+	u64 quiet = 0;
+	if (!(flags & TRACK_MASK)) { /* the VMA is read only here: a flagged mapping pays nothing for it */
+		if (!is_tracked(mm))
+			return 0;
+		quiet = (flags_in_range(prev, start, end) & TRACK_MASK) ? 0 : MERGE_QUIET;
+	}
 	push(FR_MERGE, mm, start, end, flags, quiet, 0);
 	return 0;
 }
