@@ -95,11 +95,13 @@ class _Child:
 
 
 class Mpxtrace(_Child):
-    def __init__(self, flags: Tuple[str, ...], attach: str = "auto", extra: Tuple[str, ...] = ()) -> None:
+    def __init__(self, flags: Tuple[str, ...], attach: str = "auto", extra: Tuple[str, ...] = (),
+                 cwd: Path = ROOT) -> None:
+        """`cwd`: the source tree whose mpxtrace runs (python -m imports from there first)."""
         argv = [sys.executable, "-m", "mpxtrace", "trace", "--json", "--attach", attach, *extra]
         for flag in flags:
             argv += ["--flag", flag]
-        super().__init__(argv, lambda line: '"type": "attached"' in line or '"type":"attached"' in line)
+        super().__init__(argv, lambda line: '"type": "attached"' in line or '"type":"attached"' in line, cwd)
         self.attached = self.record("attached") or {}
 
     def records(self) -> List[Dict[str, Any]]:

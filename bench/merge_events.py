@@ -29,7 +29,7 @@ from typing import Any, Dict, List, Optional
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "bench"))
-from guest_tools import _Child  # noqa: E402
+from guest_tools import Mpxtrace  # noqa: E402
 
 MARK = "=====MPXTRACE-MERGE-EVENTS-JSON====="
 LOAD = ["stress-ng", "--madvise", "1", "--mmap", "1", "--metrics-brief"]
@@ -47,10 +47,6 @@ for i in range(int(sys.argv[1])):
 """
 
 
-def _attached(line: str) -> bool:
-    return '"type": "attached"' in line or '"type":"attached"' in line
-
-
 def bogo_ops(text: str) -> Dict[str, int]:
     """stress-ng's --metrics-brief lines: `stress-ng: info:  [pid] madvise   12345   20.00 ...`."""
     return {name: int(ops) for name, ops in re.findall(r"\]\s+(madvise|mmap)\s+(\d+)\s", text)}
@@ -58,20 +54,12 @@ def bogo_ops(text: str) -> Dict[str, int]:
 
 def traced(tree: Path, argv: List[str]) -> Dict[str, Any]:
     """Run `argv` under `trace --flag VM_NORESERVE` from `tree`; its output and the tracer's summary."""
-    tracer = _Child([sys.executable, "-m", "mpxtrace", "trace", "--json", "--flag", "VM_NORESERVE", "--no-resident"],
-                    _attached, cwd=tree)
+    tracer = Mpxtrace(("VM_NORESERVE",), "auto", ("--no-resident",), cwd=tree)
     load = subprocess.run(argv, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, universal_newlines=True,
                           cwd="/tmp")  # stress-ng needs a writable cwd
     time.sleep(2.0)  # the tracer drains what the ring still holds
     code = tracer.stop()
-    summary: Dict[str, Any] = {}
-    for line in tracer.lines:
-        try:
-            rec = json.loads(line)
-        except ValueError:
-            continue
-        if rec.get("type") == "summary":
-            summary = rec
+    summary = tracer.record("summary") or {}
     emitted: Dict[str, int] = dict((summary.get("kernel_tallies") or {}).get("events_by_kind") or {})
     return {"tree": str(tree), "tracer_exit": code, "load_exit": load.returncode, "load_output": load.stdout[-800:],
             "emitted": emitted, "emitted_total": sum(emitted.values()), "applied": summary.get("events"),
