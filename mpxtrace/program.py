@@ -174,8 +174,10 @@ class LoadedProgram:
         return self._array_values("counters")
 
     def tallies(self) -> List[int]:
-        """enum mpxtrace_tally: what the program emitted, aggregated in the kernel (tallies.py)."""
-        return self._array_values("tallies")
+        """enum mpxtrace_tally: what the program emitted, aggregated in the kernel (tallies.py).
+        Read from the last index to the first: the program adds to an unmap's size bucket before
+        its lifetime (a higher index), so a lifetime read is never one whose unmap was not."""
+        return self._array_values("tallies", descending=True)
 
     def lost_slots(self) -> Tuple[int, ...]:
         """Events the stream refused, by address-space slot (lostspaces.py); () where not kept."""
@@ -183,15 +185,17 @@ class LoadedProgram:
             return ()
         return tuple(self._array_values("lost_spaces"))
 
-    def _array_values(self, name: str) -> List[int]:
+    def _array_values(self, name: str, descending: bool = False) -> List[int]:
         mapped = self._mapped_arrays.get(name)
         if mapped is None and self.config.arrays_mapped:
             table = self.bpf[name]
             mapped = self._mapped_arrays[name] = MappedArray(int(table.map_fd), len(table))
         if mapped is not None:
-            return mapped.values()
+            return mapped.values(descending)
         table = self.bpf[name]  # each lookup holds the CPU's bpf_prog_active (mappedarray.py)
-        return [int(table[table.Key(i)].value) for i in range(len(table))]
+        order = range(len(table) - 1, -1, -1) if descending else range(len(table))
+        values = dict((i, int(table[table.Key(i)].value)) for i in order)
+        return [values[i] for i in range(len(table))]
 
     def open_buffer(self, on_event: Callable[[Any], int], on_lost: Callable[[int], None]) -> None:
         """`on_event` returns 0, or a negative number to end the current ring-buffer poll early."""

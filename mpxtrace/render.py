@@ -193,6 +193,26 @@ def summary_text(summary: Record) -> str:
         for row in summary["timeline"]:
             out.append(f"{human_ns(row['t_ns']) if row['t_ns'] else '0s':>8} {row['allocations']:>7} "
                        f"{human_bytes(row['allocated_bytes']):>9} {row['frees']:>6} {human_bytes(row['freed_bytes']):>9}")
-    for anomaly in summary["anomalies"]:
-        out.append(f"ANOMALY pid {anomaly['pid']} [{anomaly['start']}, {anomaly['end']}): {anomaly['what']}")
+    out += anomalies_text(summary)
     return "\n".join(out)
+
+
+ANOMALIES_SHOWN = 10
+
+
+def anomalies_text(summary: Record) -> List[str]:
+    """The first anomalies, then how many there were and how many followed a loss."""
+    anomalies = summary["anomalies"]
+    out = [f"ANOMALY pid {a['pid']} [{a['start']}, {a['end']}): {a['what']}"
+           + (" (after lost events)" if a.get("after_loss") else "") for a in anomalies[:ANOMALIES_SHOWN]]
+    count = int(summary.get("anomaly_count", len(anomalies)))
+    after_loss = int(summary.get("anomalies_after_loss", 0))
+    if count > len(out) or after_loss:
+        note = f"{count} anomalies in all"
+        if count > len(out):
+            note += f" ({count - len(out)} not shown; `--json` lists the first {len(anomalies)})"
+        if after_loss:
+            note += (f"; {after_loss} in processes that had lost events, whose picture was then provisional: "
+                     "those likely come from the loss, not from the kernel")
+        out.append(note)
+    return out

@@ -37,9 +37,11 @@ says they are incomplete when anything was lost.
 from __future__ import annotations
 
 import math
+import threading
 import time
+from concurrent.futures import Future
 from dataclasses import dataclass, field
-from typing import Any, Callable, Dict, Iterable, List, Optional, Sequence, Set, Tuple
+from typing import Any, Callable, Dict, Generator, Iterable, List, Optional, Sequence, Set, Tuple
 
 from .events import Record
 from .lostspaces import LossMark, slot_of
@@ -173,6 +175,22 @@ def _read_kernel(mnemonics: Sequence[str], pids: Optional[Sequence[int]], skip: 
             for p in scan(mnemonics, pids, skip=skip)}
 
 
+_Steps = Generator[Optional[List[int]], Dict[int, _Seen], List[Record]]
+
+
+def _in_background(read: Callable[..., Dict[int, _Seen]], *args: Any) -> "Future[Dict[int, _Seen]]":
+    """`read(*args)` on a daemon thread: a trace that ends does not wait for a read in flight."""
+    result: "Future[Dict[int, _Seen]]" = Future()
+
+    def work() -> None:
+        try:
+            result.set_result(read(*args))
+        except BaseException as err:  # noqa: BLE001 - raised again in the tracer's thread by poll()
+            result.set_exception(err)
+    threading.Thread(target=work, name="mpxtrace-resync-read", daemon=True).start()
+    return result
+
+
 def _model_vmas(space: Optional[AddressSpace]) -> Vmas:
     if space is None or space.exited:
         return ()
@@ -209,6 +227,9 @@ class Resyncer:
     pids_read: int = 0  # processes whose smaps the passes read (twice each)
     _window_mms: Optional[Set[int]] = None
     _window_pids: Set[int] = field(default_factory=set)
+    _started: float = 0.0  # when the pass under way began
+    _steps: Optional[_Steps] = None  # the background pass under way
+    _reading: Optional["Future[Dict[int, _Seen]]"] = None  # its read on the worker thread
 
     def stats(self) -> Dict[str, float]:
         """What the passes cost so far (the SIGUSR1 snapshot shows it)."""
@@ -255,7 +276,7 @@ class Resyncer:
         that read is long, and another such loss voids it).  After losses attributed to address
         spaces, once one of them has stopped losing, while others may go on overflowing."""
         quiet = max(self.quiet_s, self.last_cost_s)
-        if not self.pending or now < self.next_at or now - self.last_loss < quiet:
+        if self._steps is not None or not self.pending or now < self.next_at or now - self.last_loss < quiet:
             return False
         if self.dirty_all:
             return now - self.last_slot_loss >= quiet
@@ -263,18 +284,85 @@ class Resyncer:
 
     def run(self, model: Model, catch_up: Callable[[], None], loss_mark: Callable[[], LossMark],
             mm_of: Callable[[int], Optional[int]], everything: bool = False) -> List[Record]:
-        """One pass.  It looks at the address spaces whose losses have stopped (others would void
-        their reads), or at all that lost (`everything`: the trace ends, the load may have too)."""
-        started = self.clock()
+        """One pass, its smaps reads made here.  It looks at the address spaces whose losses have
+        stopped (others would void their reads), or at all that lost (`everything`: the trace
+        ends, the load may have too)."""
+        self._begin()
+        steps = self._pass(model, catch_up, loss_mark, mm_of, everything)
         try:
-            return self._pass(model, catch_up, loss_mark, mm_of, everything)
+            scope = next(steps)
+            while True:
+                scope = steps.send(_read_kernel(self.mnemonics, scope, self.skip))
+        except StopIteration as done:
+            records: List[Record] = done.value
+            return records
         finally:
-            self._window_mms = None
-            cost = self.last_cost_s = self.clock() - started
-            self.passes += 1
-            self.pass_seconds += cost
-            self.longest_pass_s = max(self.longest_pass_s, cost)
-            self.next_at = self.clock() + min(self.max_gap_s, max(self.min_gap_s, cost / self.budget))
+            self._end()
+
+    # A pass in the background: under load one smaps read of a big process takes seconds, and a
+    # pass reads twice (5.10 lab, stress-ng: passes of 60 s).  Made in the tracer's loop, it
+    # froze the loop: no snapshot, no interval, no drain meanwhile.  So the reads run on a worker
+    # thread (reading /proc releases the GIL) while the loop goes on; what the loop applies
+    # meanwhile lands in the pass's window, exactly as its catch-ups would have applied it.
+    @property
+    def in_flight(self) -> bool:
+        """A background pass is under way (start() was called, poll() has not returned it)."""
+        return self._steps is not None
+
+    def start(self, model: Model, catch_up: Callable[[], None], loss_mark: Callable[[], LossMark],
+              mm_of: Callable[[int], Optional[int]]) -> List[Record]:
+        """Begin a pass whose reads run on a worker thread; poll() finishes it.  Returns the
+        records of a pass that needed no read (none, mostly)."""
+        assert self._steps is None, "one pass at a time"
+        self._begin()
+        self._steps = self._pass(model, catch_up, loss_mark, mm_of, False)
+        return self._advance(None)
+
+    def poll(self) -> List[Record]:
+        """The pass in flight goes on once its read is done: its records when it ends, else []."""
+        if self._reading is None or not self._reading.done():
+            return []
+        read, self._reading = self._reading, None
+        try:
+            seen = read.result()
+        except BaseException:
+            self.abandon()
+            raise
+        return self._advance(seen)
+
+    def abandon(self) -> None:
+        """The trace ends: a read in flight is left to finish alone, its result unused."""
+        if self._steps is not None:
+            self._steps.close()
+            self._steps, self._reading = None, None
+            self._end()
+
+    def _advance(self, read: Optional[Dict[int, _Seen]]) -> List[Record]:
+        assert self._steps is not None
+        try:
+            scope = next(self._steps) if read is None else self._steps.send(read)
+        except StopIteration as done:
+            self._steps = None
+            self._end()
+            records: List[Record] = done.value
+            return records
+        except BaseException:
+            self._steps = None
+            self._end()
+            raise
+        self._reading = _in_background(_read_kernel, self.mnemonics, scope, self.skip)
+        return []
+
+    def _begin(self) -> None:
+        self._started = self.clock()
+
+    def _end(self) -> None:
+        self._window_mms = None
+        cost = self.last_cost_s = self.clock() - self._started
+        self.passes += 1
+        self.pass_seconds += cost
+        self.longest_pass_s = max(self.longest_pass_s, cost)
+        self.next_at = self.clock() + min(self.max_gap_s, max(self.min_gap_s, cost / self.budget))
 
     def _scope(self, model: Model, slots: Set[int], busy: Set[int], mms: Dict[int, Optional[int]],
                mm_of: Callable[[int], Optional[int]]) -> Optional[List[int]]:
@@ -307,7 +395,8 @@ class Resyncer:
         return sorted(wanted)
 
     def _pass(self, model: Model, catch_up: Callable[[], None], loss_mark: Callable[[], LossMark],
-              mm_of: Callable[[int], Optional[int]], everything: bool) -> List[Record]:
+              mm_of: Callable[[int], Optional[int]], everything: bool) -> _Steps:
+        """The pass, step by step: it yields the pids to read (None: all) and is sent the read."""
         catch_up()
         before = loss_mark()
         quiet = max(self.quiet_s, self.last_cost_s)
@@ -316,13 +405,13 @@ class Resyncer:
         self._window_mms, self._window_pids = set(), set()
         mms: Dict[int, Optional[int]] = {}
         scope = self._scope(model, slots, busy, mms, mm_of)
-        first = _read_kernel(self.mnemonics, scope, self.skip)
+        first = yield scope
         self.pids_read += len(scope) if scope is not None else len(first)
         catch_up()
         if loss_mark().anyone != before.anyone:
             self.void_passes += 1
             return []  # lost again already, by anyone: the second read would be wasted
-        second = _read_kernel(self.mnemonics, scope, self.skip)
+        second = yield scope
         ts = self.clock_ns()
         self.sleep(self.settle_s)
         catch_up()

@@ -173,6 +173,8 @@ class Session:
             self.lost[source] = self.lost.get(source, 0) + int(rec["count"])
             if "slots" in rec:  # whose they were (lostspaces.py)
                 self.model.charge_lost({int(slot): int(count) for slot, count in rec["slots"]})
+            else:
+                self.model.lost_unattributed = True
         elif kind == "end":
             self.end_ns = int(rec["ts"])
         elif kind == RESIDENT_RECORD:
@@ -330,7 +332,9 @@ class Session:
             },
             "interval_ns": self.stats.interval_ns,
             "timeline": self.stats.timeline_json(),
-            "anomalies": [a.to_json() for a in self.model.anomalies],
+            "anomalies": [a.to_json() for a in self.model.anomalies],  # the first ANOMALIES_KEPT
+            "anomaly_count": self.model.anomaly_count,
+            "anomalies_after_loss": self.model.anomalies_after_loss,
             # trace --verify: VMAs where the model and /proc/PID/smaps disagreed
             "drift": len(self.drift),
             # after lost events: how often the picture was re-read from smaps; the histograms,

@@ -34,8 +34,10 @@ REORDER_MARGIN_NS = 5_000_000  # an event is written within this of its timestam
 # Events one poll may take.  libbpf's ring-buffer poll returns only once the ring is empty,
 # which under a load faster than the front end is never: the loop (counters, snapshots,
 # intervals, resync, exits) stalled and undrained events piled up in memory (the soak).
-# A negative return from the callback stops the poll after the event it was given.
-POLL_BATCH = 4096
+# A negative return from the callback stops the poll after the event it was given.  A batch is
+# also what a snapshot may wait for before it is looked at: in the 7.2 lab under stress-ng the
+# tracer got a seventh of a CPU, and 4,096 events took 10-14 s to apply.
+POLL_BATCH = 1024
 
 
 @dataclass
@@ -101,6 +103,7 @@ class Tracer:
     _stop: bool = False
     _snapshot_requested: bool = False
     _resync: Optional[Resyncer] = None
+    _poll_until: Optional[int] = None  # catching up: a poll ends at the first event this new
 
     @property
     def config(self) -> ProgramConfig:
@@ -155,8 +158,11 @@ class Tracer:
     # -- the stream ---------------------------------------------------------------------------------
     def _on_raw(self, data: Any) -> int:
         raw = ctypes.cast(data, ctypes.POINTER(RawEvent)).contents
-        self._pending.append(decode_raw(raw))
-        return -1 if len(self._pending) >= POLL_BATCH else 0  # -1: end this poll (ring buffer)
+        rec = decode_raw(raw)
+        self._pending.append(rec)
+        if len(self._pending) >= POLL_BATCH or (self._poll_until is not None and rec["ts"] >= self._poll_until):
+            return -1  # end this poll (ring buffer)
+        return 0
 
     def _on_perf_lost(self, count: int) -> None:
         self._lost_callback += int(count)
@@ -277,8 +283,8 @@ class Tracer:
                 if next_verify is not None and now >= next_verify:
                     self._verify()
                     next_verify = time.monotonic() + self.options.verify  # type: ignore[operator]
-                if self._resync is not None and self._resync.due(now):
-                    self._resync_pass()
+                if self._resync is not None:
+                    self._resync_step(now)
                 if self.options.duration is not None and now - started >= self.options.duration:
                     break
                 if watcher is not None:
@@ -329,6 +335,19 @@ class Tracer:
             if not self.resync_pending(int(rec["pid"])):
                 self._emit(rec)
 
+    def _resync_step(self, now: float) -> None:
+        """Starts a resync pass when one is due, or moves the one under way on once its smaps read
+        is done.  The reads run beside the loop, which goes on draining and answering meanwhile."""
+        assert self.session is not None and self._resync is not None and self._program is not None
+        if self._resync.in_flight:
+            records = self._resync.poll()
+        elif self._resync.due(now):
+            records = self._resync.start(self.session.model, self._flush_all, self.loss_mark, self._program.mm_of)
+        else:
+            return
+        for rec in records:
+            self._emit(rec)
+
     def _resync_pass(self, everything: bool = False) -> None:
         """After lost events: the picture re-read from smaps where that is provably exact (resync.py)."""
         assert self.session is not None and self._resync is not None and self._program is not None
@@ -351,12 +370,15 @@ class Tracer:
         faster than us adds meanwhile: that would keep a snapshot or a resync pass waiting for
         minutes (the soak), so reading stops at the first event newer than the call."""
         assert self._program is not None
-        since = time.monotonic_ns()
-        for _ in range(64):
-            before = len(self._pending)
-            self._program.poll(0)
-            if len(self._pending) == before or int(self._pending[-1]["ts"]) >= since:
-                break
+        since = self._poll_until = time.monotonic_ns()
+        try:
+            for _ in range(64):
+                before = len(self._pending)
+                self._program.poll(0)
+                if len(self._pending) == before or int(self._pending[-1]["ts"]) >= since:
+                    break
+        finally:
+            self._poll_until = None
         self._read_counters(time.monotonic_ns())
         self._drain(None)
 
@@ -364,6 +386,8 @@ class Tracer:
         if self._program is None or self.session is None:
             return
         self._flush_all()
+        if self._resync is not None:
+            self._resync.abandon()  # its read is stale by now: the pass below reads again
         if self._resync is not None and self._resync.pending:
             self._resync_pass(everything=True)  # the summary's live figures: exact if the load has stopped
         self._record_tallies()

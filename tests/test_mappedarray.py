@@ -55,6 +55,7 @@ def test_values_written_through_the_map_are_read_from_memory(mmapable_fd: int) -
     _update(mmapable_fd, 1, 7)
     _update(mmapable_fd, 4, 2**63 + 5)
     assert array.values() == [0, 7, 0, 0, 2**63 + 5]  # the same mapping sees later writes
+    assert array.values(descending=True) == array.values()  # read in the other order, same list
     array.close()
 
 

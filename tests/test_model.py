@@ -3,6 +3,7 @@ from __future__ import annotations
 
 from typing import List, Tuple
 
+from mpxtrace.lostspaces import slot_of
 from mpxtrace.model import AddressSpace, Model
 from mpxtrace.stats import Session
 
@@ -180,6 +181,40 @@ def test_merge_across_the_flag_is_reported() -> None:
     a = m.anomalies[0]
     assert (a.start - A, a.end - A) == (0, PAGE)
     assert space(m).live_bytes == 2 * PAGE
+
+
+def test_anomalies_are_counted_without_bound_but_kept_only_the_first_and_say_when_they_followed_a_loss() -> None:
+    from mpxtrace.model import ANOMALIES_KEPT
+    from mpxtrace.render import summary_text
+    sess = Session(header())
+    step = 4 * PAGE
+
+    def merge_across(i: int, mm: int = MM) -> None:  # the kernel merged unflagged [0, 1) into it
+        sess.apply(ev("map", 2 * i + 1, A + i * step + PAGE, A + i * step + 2 * PAGE, mm=mm,
+                      ext=(A + i * step, A + i * step + 2 * PAGE)))
+    merge_across(0)
+    sess.apply({"type": "lost", "ts": 2, "source": "ring_buffer", "count": 3, "slots": [[slot_of(MM2), 3]]})
+    merge_across(1)  # MM lost nothing: still a real anomaly
+    sess.apply(ev("map", 4, A, A + PAGE, mm=MM2, tgid=200))
+    sess.apply({"type": "lost", "ts": 5, "source": "ring_buffer", "count": 3, "slots": [[slot_of(MM2), 3]]})
+    merge_across(3, mm=MM2)  # MM2 lost events before it
+    # MM3's first events were lost before the model knew it: its slot says so
+    mm3 = 0xFFFF888000300000
+    assert len({slot_of(MM), slot_of(MM2), slot_of(mm3)}) == 3
+    sess.apply({"type": "lost", "ts": 6, "source": "ring_buffer", "count": 2, "slots": [[slot_of(mm3), 2]]})
+    merge_across(2, mm=mm3)
+    sess.apply({"type": "lost", "ts": 9, "source": "frame_overflow", "count": 1})  # anyone's
+    for i in range(4, ANOMALIES_KEPT + 49):
+        merge_across(i)
+    summary = sess.summary()
+    assert summary["anomaly_count"] == ANOMALIES_KEPT + 49 and len(summary["anomalies"]) == ANOMALIES_KEPT
+    assert [a.get("after_loss", False) for a in summary["anomalies"][:4]] == [False, False, True, True]
+    assert summary["anomalies"][3]["mm"] == f"{mm3:#x}"
+    assert summary["anomalies_after_loss"] == ANOMALIES_KEPT + 49 - 2
+    text = summary_text(summary).splitlines()
+    assert sum(line.startswith("ANOMALY") for line in text) == 10
+    assert f"{ANOMALIES_KEPT + 49} anomalies in all ({ANOMALIES_KEPT + 39} not shown" in text[-1]
+    assert f"; {ANOMALIES_KEPT + 47} in processes that had lost events" in text[-1]
 
 
 def test_split_outside_tracked_vma_is_ignored() -> None:

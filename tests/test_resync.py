@@ -4,6 +4,8 @@ settled, and nothing while events are being lost."""
 from __future__ import annotations
 
 import json
+import threading
+import time
 from pathlib import Path
 from typing import Any, Dict, List, Optional, Sequence
 
@@ -415,3 +417,79 @@ def test_a_retry_skips_a_pending_process_whose_address_space_still_loses(monkeyp
     r.on_loss({slot_of(MM2)})  # and 200 is losing events now
     r.run(session.model, lambda: None, lambda: LossMark(0, tuple(kernel.slots)), kernel.mm_of)
     assert kernel.scopes == [[100], [100]] and r.pending_for(200, [MM2])
+
+
+# -- the pass in the background: the tracer's loop goes on while smaps is read ----------------
+class GatedKernel(FakeKernel):
+    """Each read waits for `gate`: smaps of a big process under load, which took 60 s in the lab."""
+
+    def __init__(self, *args: Any, **kw: Any) -> None:
+        super().__init__(*args, **kw)
+        self.gate = threading.Event()
+        self.reading = threading.Event()  # a read has begun
+
+    def _read(self, mnemonics: Sequence[str], pids: Optional[Sequence[int]], skip: Sequence[int]) -> Dict[int, _Seen]:
+        self.reading.set()
+        assert self.gate.wait(10), "the read was never released"
+        return super()._read(mnemonics, pids, skip)
+
+
+def finish_in_background(r: Resyncer, timeout: float = 10.0) -> List[Dict[str, Any]]:
+    deadline = time.monotonic() + timeout
+    while r.in_flight:
+        out = r.poll()
+        if out or not r.in_flight:
+            return out
+        assert time.monotonic() < deadline, "the background pass never ended"
+        time.sleep(0.005)
+    return []
+
+
+def test_a_background_pass_reads_beside_the_loop_and_decides_as_a_foreground_one(
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    session = session_with(ev("map", 10, A, A + PAGE), ev("map", 11, A, A + PAGE, mm=MM2, tgid=200))
+    seen = {100: _Seen("work", ((A, A + 3 * PAGE),)), 200: _Seen("busy", ((A, A + 2 * PAGE),))}
+    kernel = GatedKernel([dict(seen), dict(seen)], {100: MM, 200: MM2})
+    kernel.install(monkeypatch)
+    r = resyncer()
+    r.on_loss()
+    assert r.start(session.model, lambda: None, lambda: LossMark(0), kernel.mm_of) == []
+    assert kernel.reading.wait(10)
+    # the read is blocked; the loop goes on: nothing to collect, no second pass, and an event
+    # it applies meanwhile for 200 lands in the pass's window
+    assert r.in_flight and r.poll() == [] and not r.due(1e9)
+    late = ev("map", 12, A + 9 * PAGE, A + 10 * PAGE, mm=MM2, tgid=200)
+    r.note(late)
+    session.apply(late)
+    kernel.gate.set()
+    out = finish_in_background(r)
+    assert [(rec["pid"], rec["vmas"], rec["ts"]) for rec in out] == [(100, [[A, A + 3 * PAGE]], 777)]
+    assert r.dirty == {200} and not r.in_flight and r.passes == 1 and kernel.scopes == [None, None]
+
+
+def test_a_background_pass_abandoned_at_the_end_changes_nothing(monkeypatch: pytest.MonkeyPatch) -> None:
+    session = session_with(ev("map", 10, A, A + PAGE))
+    kernel = GatedKernel([{100: _Seen("work", ((A, A + 3 * PAGE),))}] * 4, {100: MM})
+    kernel.install(monkeypatch)
+    r = resyncer()
+    r.on_loss()
+    r.start(session.model, lambda: None, lambda: LossMark(0), kernel.mm_of)
+    assert kernel.reading.wait(10)
+    r.abandon()
+    assert not r.in_flight and r.pending and r.poll() == []
+    kernel.gate.set()  # the orphaned read ends; a foreground pass (the trace's last) still works
+    assert [rec["pid"] for rec in r.run(session.model, lambda: None, lambda: LossMark(0), kernel.mm_of)] == [100]
+
+
+def test_a_read_that_fails_in_the_background_fails_in_the_loop(monkeypatch: pytest.MonkeyPatch) -> None:
+    session = session_with(ev("map", 10, A, A + PAGE))
+
+    def broken(*args: Any) -> Dict[int, _Seen]:
+        raise OSError("smaps unreadable")
+    monkeypatch.setattr(resync, "_read_kernel", broken)
+    r = resyncer()
+    r.on_loss()
+    r.start(session.model, lambda: None, lambda: LossMark(0), lambda pid: None)
+    with pytest.raises(OSError, match="smaps unreadable"):
+        finish_in_background(r)
+    assert not r.in_flight and r.pending

@@ -71,3 +71,28 @@ def test_catching_up_stops_at_events_newer_than_the_call(monkeypatch) -> None:  
     ring.open_buffer(t._on_raw, lambda count: None)
     t._flush_all()
     assert len(calls) == 2  # the backlog, then one batch reaching past the call: not 64
+
+
+def test_catching_up_ends_a_poll_at_the_first_event_newer_than_the_call(monkeypatch) -> None:  # type: ignore[no-untyped-def]
+    """Not a whole batch past it: under the 7.2 overload test the tracer had a seventh of a CPU,
+    a batch took 10-14 s to apply, and a snapshot waited for it."""
+    import time as time_mod
+    t = Tracer(TraceOptions(resolve_flags(["lo"], None), seed=False), features=None)  # type: ignore[arg-type]
+    ring = EndlessRing()
+    t._program = ring  # type: ignore[assignment]
+    monkeypatch.setattr(t, "_read_counters", lambda now: None)
+    from mpxtrace.stats import Session
+    from helpers import header
+    t.session = Session(header())
+    monkeypatch.setattr(time_mod, "monotonic_ns", lambda: 1_000)
+
+    def on_event(data: Any) -> int:  # the ring holds 10 events older than the call, then newer ones
+        ring.event.ts_ns = 500 if ring.delivered <= 10 else 2_000
+        return t._on_raw(data)
+    ring.open_buffer(on_event, lambda count: None)
+    t._flush_all()
+    assert ring.delivered == 11  # the ten older ones and the first newer one, not a batch
+    assert t._poll_until is None  # the next ordinary poll takes a full batch again
+    t._pending.clear()
+    ring.poll(100)
+    assert ring.delivered == 11 + POLL_BATCH

@@ -66,7 +66,14 @@ class MappedArray:
         prot = mmap.PROT_READ | (mmap.PROT_WRITE if writable else 0)
         self._map = mmap.mmap(map_fd, size, mmap.MAP_SHARED, prot)
 
-    def values(self) -> List[int]:
+    def values(self, descending: bool = False) -> List[int]:
+        """Every value, in index order; read from the last to the first with `descending`."""
+        if descending:
+            entries = struct.calcsize(self._format) // 8
+            out = [0] * entries
+            for index in range(entries - 1, -1, -1):
+                out[index] = struct.unpack_from("=Q", self._map, 8 * index)[0]
+            return out
         return list(struct.unpack_from(self._format, self._map))
 
     def store(self, index: int, value: int) -> None:

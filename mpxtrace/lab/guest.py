@@ -142,6 +142,7 @@ class ConsoleResult:
     exit_code: Optional[int]  # None: the guest never printed the exit marker
     output: str  # what the command printed (partial if it never finished)
     complete: bool  # both BEGIN and END seen
+    began: bool = False  # BEGIN seen: the command was started
 
 
 def parse_console(text: str, markers: Markers) -> ConsoleResult:
@@ -165,7 +166,7 @@ def parse_console(text: str, markers: Markers) -> ConsoleResult:
             output, complete = body[:e.start()][:-1], True
         else:
             output = body
-    return ConsoleResult(release, exit_code, output, complete)
+    return ConsoleResult(release, exit_code, output, complete, b is not None)
 
 
 def stub_failure(text: str) -> Optional[str]:

@@ -347,3 +347,66 @@ def test_resolution_is_memoised_until_the_lists_change(tmp_path: Path) -> None:
     apt.version = 2.0  # lists refreshed: resolve again
     assert _resolve(KERNELS["6.1"], apt) == first  # type: ignore[arg-type]
     assert apt.calls == 2 * calls
+
+
+# --- a boot that dies before the command begins is tried once more ------------------------------
+PANIC_AT_BOOT = ("[    1.58] Run /sbin/mpxlab-init as init process\n"
+                 "[    1.90] Oops: int3: 0000 [#1] SMP NOPTI\n"
+                 "[    1.91] Kernel panic - not syncing: Fatal exception in interrupt\n")
+
+
+def _fake_boots(monkeypatch: pytest.MonkeyPatch, tmp_path: Path, consoles: "list[str]") -> "list[str]":
+    """run_in_guest with QEMU and the disks faked: boot N prints consoles[N] ({nonce} filled in)."""
+    from types import SimpleNamespace
+
+    from mpxtrace.lab import vm
+    nonces = iter(f"{n:08x}{0:08x}" for n in range(1, 100))
+    monkeypatch.setattr(vm.secrets, "token_hex", lambda size: next(nonces))
+    monkeypatch.setattr(vm, "cache_root", lambda: tmp_path)
+    monkeypatch.setattr(vm, "ensure_image", lambda key: SimpleNamespace(vmlinuz=tmp_path / "k", rootfs=tmp_path / "r",
+                                                                       root_partuuid="0badcafe-01"))
+    monkeypatch.setattr(vm, "stage_tree", lambda src, dst, excludes: dst.mkdir(parents=True))
+    monkeypatch.setattr(vm, "tree_size", lambda tree: (0, 0))
+    monkeypatch.setattr(vm, "make_ext4", lambda *a, **k: None)
+    monkeypatch.setattr(vm, "qemu_argv", lambda *a, **k: ["qemu-system-x86_64"])
+    booted: "list[str]" = []
+
+    def run_qemu(cmd: "list[str]", console_log: Path, qemu_stderr: Path, timeout: float, echo: object) -> "tuple[int, bool]":
+        nonce = f"{len(booted) + 1:08x}{0:08x}"
+        booted.append(nonce)
+        console_log.write_text(consoles[len(booted) - 1].format(nonce=nonce))
+        qemu_stderr.write_text("")
+        return 0, "TIMEOUT" in consoles[len(booted) - 1]
+    monkeypatch.setattr(vm, "run_qemu", run_qemu)
+    return booted
+
+
+def _ran(exit_code: int) -> str:
+    return ("MPXLAB-{nonce}-RELEASE 7.2.13\nMPXLAB-{nonce}-BEGIN\nhello\nMPXLAB-{nonce}-END\n"
+            f"MPXLAB-{{nonce}}-EXIT {exit_code}\n")
+
+
+def test_a_boot_that_dies_before_the_command_begins_is_tried_once_more(monkeypatch: pytest.MonkeyPatch,
+                                                                        tmp_path: Path) -> None:
+    from mpxtrace.lab.vm import run_in_guest
+    booted = _fake_boots(monkeypatch, tmp_path, [PANIC_AT_BOOT, _ran(0)])
+    result = run_in_guest("7.2", ["true"], project_dir=tmp_path)
+    assert len(booted) == 2 and result.ok and result.output == "hello"
+    assert len(result.failed_boots) == 1 and "Oops" not in result.failed_boots[0]
+    assert "the guest kernel panicked ([    1.91] Kernel panic" in result.failed_boots[0]
+
+
+@pytest.mark.parametrize("consoles, boots", [
+    ([PANIC_AT_BOOT, PANIC_AT_BOOT, _ran(0)], 2),  # twice: the kernel is broken, say so
+    (["MPXLAB-{nonce}-BEGIN\nstarted\n" + PANIC_AT_BOOT, _ran(0)], 1),  # the command ran: its failure stands
+    (["TIMEOUT", _ran(0)], 1),  # a hang costs the whole timeout: not paid twice
+    ([_ran(3), _ran(0)], 1),  # a command that failed is not run again
+])
+def test_only_a_boot_that_died_before_the_command_is_tried_again(
+        monkeypatch: pytest.MonkeyPatch, tmp_path: Path, consoles: "list[str]", boots: int) -> None:
+    from mpxtrace.lab.vm import run_in_guest
+    booted = _fake_boots(monkeypatch, tmp_path, consoles)
+    result = run_in_guest("7.2", ["true"], project_dir=tmp_path)
+    assert len(booted) == boots and not result.ok
+    if boots == 2:
+        assert result.error is not None and "after 1 boot(s) that failed the same way" in result.error
