@@ -15,6 +15,7 @@ from .records import kernel_text, printable
 
 __all__ = ["SmapsVma", "read_smaps", "flagged_vmas", "ProcessScan", "scan"]
 
+_HEX_DIGITS = frozenset("0123456789abcdef")
 _HEADER = re.compile(r"^([0-9a-f]+)-([0-9a-f]+) (\S+) ([0-9a-f]+) \S+ \d+\s*(.*)$")
 
 
@@ -45,13 +46,18 @@ def parse_smaps(text: str) -> List[SmapsVma]:
                                  int(head.group(4), 16), printable(head.group(5)), rss, frozenset(flags)))
 
     for line in text.splitlines():
-        m = _HEADER.match(line)
-        if m:
-            finish()
-            head, rss, flags = m, 0, []
-        elif head is not None and line.startswith("VmFlags:"):
+        # A VMA's header begins with its start address (lowercase hex), its ~25 fields with a
+        # capitalised name: the regex runs on headers only (resync reads processes with
+        # thousands of VMAs, on the tracer's CPU).
+        first = line[:1]
+        if first in _HEX_DIGITS:
+            m = _HEADER.match(line)
+            if m:
+                finish()
+                head, rss, flags = m, 0, []
+        elif first == "V" and head is not None and line.startswith("VmFlags:"):
             flags = line.split()[1:]
-        elif head is not None and line.startswith("Rss:"):
+        elif first == "R" and head is not None and line.startswith("Rss:"):
             rss = int(line.split()[1])
     finish()
     return vmas

@@ -7,6 +7,8 @@ from pathlib import Path
 
 import pytest
 from click.testing import CliRunner
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from mpxtrace import workload
 from mpxtrace.cli import main
@@ -98,3 +100,38 @@ def test_default_mpx_profile_without_mpx_points_to_flag() -> None:
     result = CliRunner().invoke(main, ["trace"])
     assert result.exit_code == 2
     assert "no MPX bounds-table flag" in result.output and "--flag VM_LOCKED" in result.output
+
+
+# -- the parser looks for a header only on lines that can be one ---------------------------------
+_LINES = ["7f0000000000-7f0000001000 rw-p 00000000 00:00 0 ",
+          "7f0000001000-7f0000003000 r--p 00001000 08:01 42    /usr/lib/x86_64-linux-gnu/libc.so.6",
+          "55d0c0000000-55d0c0021000 rw-p 00000000 00:00 0                          [heap]",
+          "ffffffffff600000-ffffffffff601000 --xp 00000000 00:00 0                  [vsyscall]",
+          "Size:                  4 kB", "Rss:                   8 kB", "Rss:                   0 kB",
+          "Pss:                   4 kB", "VmFlags: rd wr mr mw me ac nr", "VmFlags: rd mr mw me lo",
+          "THPeligible:    0", "ProtectionKey:         0", "", "deadbeef not a header", "0", "f-f x"]
+
+
+def _every_line_tried(text: str) -> list:
+    """The parser before it filtered by first character: every line tried as a header."""
+    import re
+    header = re.compile(r"^([0-9a-f]+)-([0-9a-f]+) (\S+) ([0-9a-f]+) \S+ \d+\s*(.*)$")
+    out: list = []
+    for line in text.splitlines():
+        m = header.match(line)
+        if m:
+            out.append([int(m.group(1), 16), int(m.group(2), 16), m.group(3), int(m.group(4), 16), m.group(5), 0, set()])
+        elif out and line.startswith("VmFlags:"):
+            out[-1][6] = set(line.split()[1:])
+        elif out and line.startswith("Rss:"):
+            out[-1][5] = int(line.split()[1])
+    return out
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.lists(st.sampled_from(_LINES), max_size=40))
+def test_parsing_smaps_reads_what_trying_every_line_as_a_header_reads(lines: list) -> None:
+    from mpxtrace.smaps import parse_smaps
+    text = "\n".join(lines) + "\n"
+    assert [[v.start, v.end, v.perms, v.offset, v.path, v.rss_kb, set(v.flags)] for v in parse_smaps(text)] == \
+        _every_line_tried(text)
