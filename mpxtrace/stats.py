@@ -61,6 +61,9 @@ class _Bucket:
     freed_bytes: int = 0
 
 
+TIMELINE_ROWS = 4096  # at most; beyond, the interval doubles (Stats._coarsen)
+
+
 @dataclass
 class Stats:
     """Observer of the model: collects what the summary and interval views show."""
@@ -84,8 +87,24 @@ class Stats:
         key = max(0, ts - self.start_ns) // self.interval_ns
         bucket = self.timeline.get(key)
         if bucket is None:
+            if len(self.timeline) >= TIMELINE_ROWS:
+                self._coarsen()
+                return self._bucket(ts)
             bucket = self.timeline[key] = _Bucket()
         return bucket
+
+    def _coarsen(self) -> None:
+        """Twice the interval, each pair of rows summed: a trace of days keeps a bounded timeline
+        (one row per busy second was 86,400 a day), and `report` coarsens at the same record."""
+        merged: Dict[int, _Bucket] = {}
+        for key, b in self.timeline.items():
+            into = merged.setdefault(key // 2, _Bucket())
+            into.allocations += b.allocations
+            into.allocated_bytes += b.allocated_bytes
+            into.frees += b.frees
+            into.freed_bytes += b.freed_bytes
+        self.timeline = merged
+        self.interval_ns *= 2
 
     def on_allocation(self, space: AddressSpace, ident: int, size: int, origin: str, ts: int) -> None:
         self.sizes.add(size)
@@ -136,7 +155,7 @@ class Session:
         self.end_ns: Optional[int] = None
         self.last_ns = int(header["start_ns"])
         self.records = 0
-        self.drift: List[Record] = []
+        self.drifts = 0  # --verify's drift records (counted: a lasting drift repeats at every check)
         self.resyncs = 0  # resync records: the picture re-read from smaps after lost events (resync.py)
         self.resident: Optional[Record] = None  # the latest resident sample, if the tracer took any
         self.tallies: Optional[Record] = None  # the kernel's own aggregates, latest (tallies.py)
@@ -182,7 +201,7 @@ class Session:
         elif kind == TALLIES_RECORD:
             self.tallies = rec
         elif kind == "drift":
-            self.drift.append(rec)
+            self.drifts += 1
         elif kind == RESYNC_RECORD:
             self.resyncs += 1
             apply_resync(self.model, rec)
@@ -336,7 +355,7 @@ class Session:
             "anomaly_count": self.model.anomaly_count,
             "anomalies_after_loss": self.model.anomalies_after_loss,
             # trace --verify: VMAs where the model and /proc/PID/smaps disagreed
-            "drift": len(self.drift),
+            "drift": self.drifts,
             # after lost events: how often the picture was re-read from smaps; the histograms,
             # timeline and counts hold only what the stream delivered
             "resyncs": self.resyncs,

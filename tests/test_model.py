@@ -304,3 +304,29 @@ def test_dontunmap_move_keeps_the_source_vma_and_the_flags_event_clears_it() -> 
     m.apply(ev("flags", 3, 0x10000, 0x14000, flags=0, ext=(0x10000, 0x14000)))  # VM_LOCKED cleared on the source
     assert [(s, e) for s, e, _ in space.vmas] == [(0x40000, 0x44000)]
     assert space.live_bytes == 0x4000
+
+
+def test_the_timeline_stays_bounded_by_doubling_its_interval_and_summing_rows() -> None:
+    from mpxtrace.stats import TIMELINE_ROWS
+    second = 1_000_000_000
+    busy = TIMELINE_ROWS + 904  # one busy second more than the rows kept, and then some
+
+    def session_at(interval_ns: int) -> Session:
+        sess = Session(dict(header(), interval_ns=interval_ns))
+        for i in range(busy):
+            sess.apply(ev("map", i * second + 1, A + i * PAGE, A + (i + 1) * PAGE))
+            if i % 3 == 0:
+                sess.apply(ev("unmap", i * second + 2, A + i * PAGE, A + (i + 1) * PAGE))
+        return sess
+    summary = session_at(second).summary()
+    assert summary["interval_ns"] == 2 * second and len(summary["timeline"]) == -(-busy // 2)
+    assert summary["timeline"] == session_at(2 * second).summary()["timeline"]  # as if traced at 2 s
+    assert sum(r["allocations"] for r in summary["timeline"]) == busy
+    assert sum(r["frees"] for r in summary["timeline"]) == -(-busy // 3)
+
+
+def test_drift_records_are_counted_not_kept() -> None:
+    sess = Session(header())
+    for i in range(3):
+        sess.apply({"type": "drift", "ts": i, "pid": 100, "vma": [A, A + PAGE], "expected": "present", "seen": "absent"})
+    assert sess.summary()["drift"] == 3 and sess.drifts == 3
