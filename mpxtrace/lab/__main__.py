@@ -67,6 +67,9 @@ def main(argv: Optional[List[str]] = None) -> int:
         sys.stdout.write("\n")
     print(f"mpxtrace lab: {result.kernel} ({result.kernel_release}) exit {result.exit_code} "
           f"in {result.seconds:.1f} s; console: {result.console_log}", file=sys.stderr)
+    for failed in result.failed_boots:
+        print(f"mpxtrace lab: an earlier boot died before the command began, and was booted again: {failed}",
+              file=sys.stderr)
     if result.exit_code is None:
         print(f"mpxtrace lab: error: {result.error}", file=sys.stderr)
         return LAB_FAILURE

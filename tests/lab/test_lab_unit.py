@@ -410,3 +410,12 @@ def test_only_a_boot_that_died_before_the_command_is_tried_again(
     assert len(booted) == boots and not result.ok
     if boots == 2:
         assert result.error is not None and "after 1 boot(s) that failed the same way" in result.error
+
+
+def test_the_lab_command_says_when_a_boot_was_tried_again(monkeypatch: pytest.MonkeyPatch, tmp_path: Path,
+                                                          capsys: pytest.CaptureFixture) -> None:
+    from mpxtrace.lab.__main__ import main
+    _fake_boots(monkeypatch, tmp_path, [PANIC_AT_BOOT, _ran(0)])
+    assert main(["--kernel", "7.2", "--project", str(tmp_path), "--", "true"]) == 0
+    err = capsys.readouterr().err
+    assert "an earlier boot died before the command began, and was booted again: the guest kernel panicked" in err
