@@ -38,6 +38,7 @@ REORDER_MARGIN_NS = 5_000_000  # an event is written within this of its timestam
 # also what a snapshot may wait for before it is looked at: in the 7.2 lab under stress-ng the
 # tracer got a seventh of a CPU, and 4,096 events took 10-14 s to apply.
 POLL_BATCH = 1024
+SLOW_COUNTERS_NS = 100_000_000  # between the loop's reads of the costly loss counts (_read_counters)
 
 
 @dataclass
@@ -104,6 +105,8 @@ class Tracer:
     _snapshot_requested: bool = False
     _resync: Optional[Resyncer] = None
     _poll_until: Optional[int] = None  # catching up: a poll ends at the first event this new
+    _slow_counts: Tuple[int, int] = (0, 0)  # probe misses, programs skipped: at the last read
+    _slow_read_at: int = -(1 << 62)
 
     @property
     def config(self) -> ProgramConfig:
@@ -176,7 +179,10 @@ class Tracer:
             self.session.apply(rec)
             self.on_record(rec, self.session)
 
-    def _read_counters(self, now: int) -> None:
+    def _read_counters(self, now: int, thorough: bool = True) -> None:
+        """Losses since the last read, as `lost` records.  Not `thorough` (the loop's every turn):
+        the two counts that cost system calls (tracefs, one bpf call per program: about 3 ms a turn
+        under TCG) are read at most every SLOW_COUNTERS_NS; every catch-up reads all of them."""
         assert self._program is not None
         values = dict(zip(COUNTERS, self._program.counters()))
         # The kernel counts failed submissions; perf also reports losses to its callback, later
@@ -206,8 +212,10 @@ class Tracer:
         # the per-thread frame stack, frames whose return never came (unwound), a full kernel
         # map, kprobes/kretprobes the kernel skipped (maxactive, recursion), and runs of our
         # programs the kernel skipped because one was already running on the CPU (preempted).
-        values["probe_missed"] = self._program.probe_misses()
-        values["program_skipped"] = self._program.programs_skipped()
+        if thorough or now - self._slow_read_at >= SLOW_COUNTERS_NS:
+            self._slow_counts = (self._program.probe_misses(), self._program.programs_skipped())
+            self._slow_read_at = now
+        values["probe_missed"], values["program_skipped"] = self._slow_counts
         for counter in ("frame_overflow", "frame_stale", "map_full", "probe_missed", "program_skipped"):
             new = values[counter] - self._counted.get(counter, 0)
             if new > 0:
@@ -272,7 +280,7 @@ class Tracer:
             while not self._stop:
                 poll_start = time.monotonic_ns()
                 self._program.poll(100)
-                self._read_counters(poll_start)
+                self._read_counters(poll_start, thorough=False)
                 self._drain(poll_start - REORDER_MARGIN_NS)
                 now = time.monotonic()
                 if self._snapshot_requested:

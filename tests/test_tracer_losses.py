@@ -122,3 +122,21 @@ def test_recursion_misses_sits_where_the_kernel_uapi_puts_it() -> None:
     from mpxtrace.kernel.proginfo import RECURSION_MISSES_OFFSET, recursion_misses
     assert RECURSION_MISSES_OFFSET == 208
     assert recursion_misses(-1) is None  # a bad fd: no figure, no exception
+
+
+def test_the_costly_loss_counts_are_read_at_most_every_tenth_of_a_second_but_at_every_catch_up() -> None:
+    """tracefs and one bpf call per program cost about 3 ms a turn under TCG; a catch-up (snapshot,
+    resync pass, the end) must still see every loss, or a pass could miss one."""
+    from mpxtrace.tracer import SLOW_COUNTERS_NS
+    t = tracer("ring")
+    reads = []
+    t._program.probe_misses = lambda: reads.append(1) or t._program.misses  # type: ignore[union-attr, method-assign]
+    t._read_counters(0, thorough=False)
+    t._program.misses = 4  # type: ignore[union-attr]
+    t._read_counters(SLOW_COUNTERS_NS - 1, thorough=False)  # too soon: not read
+    assert len(reads) == 1 and lost(t) == []
+    t._read_counters(SLOW_COUNTERS_NS - 1)  # a catch-up: read now
+    assert len(reads) == 2 and lost(t) == [("probe_missed", 4)]
+    t._program.misses = 6  # type: ignore[union-attr]
+    t._read_counters(2 * SLOW_COUNTERS_NS, thorough=False)  # due again
+    assert len(reads) == 3 and lost(t) == [("probe_missed", 4), ("probe_missed", 2)]
