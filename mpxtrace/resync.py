@@ -37,12 +37,11 @@ says they are incomplete when anything was lost.
 from __future__ import annotations
 
 import math
-import threading
 import time
-from concurrent.futures import Future
 from dataclasses import dataclass, field
-from typing import Any, Callable, Dict, Generator, Iterable, List, Optional, Sequence, Set, Tuple
+from typing import Any, Callable, Dict, Iterable, List, Optional, Sequence, Set, Tuple
 
+from .background import Background, Job, run_here
 from .events import Record
 from .lostspaces import LossMark, slot_of
 from .model import AddressSpace, Model
@@ -175,20 +174,9 @@ def _read_kernel(mnemonics: Sequence[str], pids: Optional[Sequence[int]], skip: 
             for p in scan(mnemonics, pids, skip=skip)}
 
 
-_Steps = Generator[Optional[List[int]], Dict[int, _Seen], List[Record]]
-
-
-def _in_background(read: Callable[..., Dict[int, _Seen]], *args: Any) -> "Future[Dict[int, _Seen]]":
-    """`read(*args)` on a daemon thread: a trace that ends does not wait for a read in flight."""
-    result: "Future[Dict[int, _Seen]]" = Future()
-
-    def work() -> None:
-        try:
-            result.set_result(read(*args))
-        except BaseException as err:  # noqa: BLE001 - raised again in the tracer's thread by poll()
-            result.set_exception(err)
-    threading.Thread(target=work, name="mpxtrace-resync-read", daemon=True).start()
-    return result
+# a pass yields the pids to read (None: all), is sent the read, returns its records
+_Steps = Job[Optional[List[int]], Dict[int, _Seen], List[Record]]
+_Pass = Background[Optional[List[int]], Dict[int, _Seen], List[Record]]
 
 
 def _model_vmas(space: Optional[AddressSpace]) -> Vmas:
@@ -228,8 +216,7 @@ class Resyncer:
     _window_mms: Optional[Set[int]] = None
     _window_pids: Set[int] = field(default_factory=set)
     _started: float = 0.0  # when the pass under way began
-    _steps: Optional[_Steps] = None  # the background pass under way
-    _reading: Optional["Future[Dict[int, _Seen]]"] = None  # its read on the worker thread
+    _background: Optional[_Pass] = None  # the pass under way, its reads on a worker thread
 
     def stats(self) -> Dict[str, float]:
         """What the passes cost so far (the SIGUSR1 snapshot shows it)."""
@@ -276,7 +263,7 @@ class Resyncer:
         that read is long, and another such loss voids it).  After losses attributed to address
         spaces, once one of them has stopped losing, while others may go on overflowing."""
         quiet = max(self.quiet_s, self.last_cost_s)
-        if self._steps is not None or not self.pending or now < self.next_at or now - self.last_loss < quiet:
+        if self._background is not None or not self.pending or now < self.next_at or now - self.last_loss < quiet:
             return False
         if self.dirty_all:
             return now - self.last_slot_loss >= quiet
@@ -288,70 +275,58 @@ class Resyncer:
         stopped (others would void their reads), or at all that lost (`everything`: the trace
         ends, the load may have too)."""
         self._begin()
-        steps = self._pass(model, catch_up, loss_mark, mm_of, everything)
         try:
-            scope = next(steps)
-            while True:
-                scope = steps.send(_read_kernel(self.mnemonics, scope, self.skip))
-        except StopIteration as done:
-            records: List[Record] = done.value
-            return records
+            return run_here(self._pass(model, catch_up, loss_mark, mm_of, everything), self._read)
         finally:
             self._end()
 
-    # A pass in the background: under load one smaps read of a big process takes seconds, and a
-    # pass reads twice (5.10 lab, stress-ng: passes of 60 s).  Made in the tracer's loop, it
-    # froze the loop: no snapshot, no interval, no drain meanwhile.  So the reads run on a worker
-    # thread (reading /proc releases the GIL) while the loop goes on; what the loop applies
-    # meanwhile lands in the pass's window, exactly as its catch-ups would have applied it.
+    def _read(self, pids: Optional[List[int]]) -> Dict[int, _Seen]:
+        return _read_kernel(self.mnemonics, pids, self.skip)
+
+    # A pass in the background (background.py): what the loop applies during its reads lands in
+    # the pass's window, exactly as the pass's own catch-ups would have applied it.
     @property
     def in_flight(self) -> bool:
         """A background pass is under way (start() was called, poll() has not returned it)."""
-        return self._steps is not None
+        return self._background is not None
 
     def start(self, model: Model, catch_up: Callable[[], None], loss_mark: Callable[[], LossMark],
               mm_of: Callable[[int], Optional[int]]) -> List[Record]:
         """Begin a pass whose reads run on a worker thread; poll() finishes it.  Returns the
         records of a pass that needed no read (none, mostly)."""
-        assert self._steps is None, "one pass at a time"
+        assert self._background is None, "one pass at a time"
         self._begin()
-        self._steps = self._pass(model, catch_up, loss_mark, mm_of, False)
-        return self._advance(None)
+        self._background = Background(self._pass(model, catch_up, loss_mark, mm_of, False), self._read,
+                                      "mpxtrace-resync-read")
+        return self._advanced(self._background.start)
 
     def poll(self) -> List[Record]:
         """The pass in flight goes on once its read is done: its records when it ends, else []."""
-        if self._reading is None or not self._reading.done():
+        if self._background is None:
             return []
-        read, self._reading = self._reading, None
-        try:
-            seen = read.result()
-        except BaseException:
-            self.abandon()
-            raise
-        return self._advance(seen)
+        return self._advanced(self._background.poll)
 
     def abandon(self) -> None:
         """The trace ends: a read in flight is left to finish alone, its result unused."""
-        if self._steps is not None:
-            self._steps.close()
-            self._steps, self._reading = None, None
+        if self._background is not None:
+            self._background.abandon()
+            self._background = None
             self._end()
 
-    def _advance(self, read: Optional[Dict[int, _Seen]]) -> List[Record]:
-        assert self._steps is not None
+    def _advanced(self, step: Callable[[], bool]) -> List[Record]:
+        assert self._background is not None
         try:
-            scope = next(self._steps) if read is None else self._steps.send(read)
-        except StopIteration as done:
-            self._steps = None
-            self._end()
-            records: List[Record] = done.value
-            return records
+            ended = step()
         except BaseException:
-            self._steps = None
+            self._background = None
             self._end()
             raise
-        self._reading = _in_background(_read_kernel, self.mnemonics, scope, self.skip)
-        return []
+        if not ended:
+            return []
+        records = self._background.outcome or []
+        self._background = None
+        self._end()
+        return records
 
     def _begin(self) -> None:
         self._started = self.clock()

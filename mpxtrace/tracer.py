@@ -16,6 +16,7 @@ from pathlib import Path
 from typing import Any, Callable, Dict, List, Optional, Sequence, Set, Tuple
 
 from . import smaps
+from .background import Background
 from .eventlog import LOG_FORMAT, LOG_VERSION, LogWriter
 from .events import COUNTERS, RawEvent, Record, decode_raw
 from .flags import TrackedFlags
@@ -26,7 +27,7 @@ from .program import LoadedProgram, ProgramConfig, build_config, load_program
 from .resync import Resyncer
 from .stats import Session
 from .tallies import tallies_record
-from .verify import drift_records
+from .verify import DriftCheck, VmaSet, drift_check, smaps_reader
 
 __all__ = ["TraceOptions", "Tracer", "make_header"]
 
@@ -104,6 +105,8 @@ class Tracer:
     _stop: bool = False
     _snapshot_requested: bool = False
     _resync: Optional[Resyncer] = None
+    _verifying: Optional["Background[None, Dict[int, VmaSet], List[Record]]"] = None  # --verify: a check under way
+    _next_verify: Optional[float] = None  # when the next --verify check starts
     _poll_until: Optional[int] = None  # catching up: a poll ends at the first event this new
     _slow_counts: Tuple[int, int] = (0, 0)  # probe misses, programs skipped: at the last read
     _slow_read_at: int = -(1 << 62)
@@ -275,7 +278,7 @@ class Tracer:
         interval = self.options.interval
         next_tick = started + interval if interval else None
         ticks = 0
-        next_verify = started + self.options.verify if self.options.verify else None
+        self._next_verify = started + self.options.verify if self.options.verify else None
         try:
             while not self._stop:
                 poll_start = time.monotonic_ns()
@@ -288,9 +291,8 @@ class Tracer:
                     self._flush_all()
                     self._record_tallies()
                     self.on_snapshot(self.session)
-                if next_verify is not None and now >= next_verify:
-                    self._verify()
-                    next_verify = time.monotonic() + self.options.verify  # type: ignore[operator]
+                if self._next_verify is not None:
+                    self._verify_step(now)
                 if self._resync is not None:
                     self._resync_step(now)
                 if self.options.duration is not None and now - started >= self.options.duration:
@@ -332,14 +334,35 @@ class Tracer:
         spaces = self.session.model.live_spaces() if self.session is not None else []
         return self._resync.pending_for(pid, [s.mm for s in spaces if s.pid == pid and s.mm is not None])
 
-    def _verify(self) -> None:
-        """--verify: report every VMA where the model and smaps disagree (see verify.py).  Not
-        for a process whose picture is provisional: the loss was reported, resync repairs it."""
-        assert self.session is not None
-        if self._resync is not None and self._resync.dirty_all:
+    def _verify_step(self, now: float) -> None:
+        """--verify: starts a check against smaps when one is due, or moves the one under way on
+        once its read is done (verify.py).  Like resync passes, its reads run beside the loop:
+        two reads of every process, seconds under load, would freeze it."""
+        assert self.session is not None and self.options.verify
+        if self._verifying is None:
+            if self._next_verify is None or now < self._next_verify:
+                return
+            if self._resync is not None and self._resync.dirty_all:
+                self._next_verify = now + self.options.verify  # every picture provisional: nothing to check
+                return
+            check: DriftCheck = drift_check(self.session.model, time.monotonic_ns, self._flush_all)
+            self._verifying = Background(check, smaps_reader(self.options.tracked.mnemonics, (os.getpid(),)),
+                                         "mpxtrace-verify-read")
+            step = self._verifying.start
+        else:
+            step = self._verifying.poll
+        try:
+            ended = step()
+        except BaseException:
+            self._verifying = None
+            raise
+        if not ended:
             return
-        for rec in drift_records(self.session.model, self.options.tracked.mnemonics, (os.getpid(),),
-                                 time.monotonic_ns, self._flush_all):
+        drift = self._verifying.outcome or []
+        self._verifying = None
+        self._next_verify = time.monotonic() + self.options.verify
+        for rec in drift:
+            # not a process whose picture is provisional: the loss was reported, resync repairs it
             if not self.resync_pending(int(rec["pid"])):
                 self._emit(rec)
 
@@ -394,6 +417,9 @@ class Tracer:
         if self._program is None or self.session is None:
             return
         self._flush_all()
+        if self._verifying is not None:
+            self._verifying.abandon()  # a check cut short finds nothing
+            self._verifying = None
         if self._resync is not None:
             self._resync.abandon()  # its read is stale by now: the pass below reads again
         if self._resync is not None and self._resync.pending:

@@ -11,11 +11,13 @@ from __future__ import annotations
 
 from typing import Callable, Dict, List, Sequence, Set, Tuple
 
+from .background import Job, run_here
 from .events import Record
 from .model import Model
 from .smaps import scan
 
-__all__ = ["VmaSet", "model_vmas", "kernel_vmas", "differences", "drift_records"]
+__all__ = ["VmaSet", "DriftCheck", "model_vmas", "kernel_vmas", "differences", "drift_check", "smaps_reader",
+           "drift_records"]
 
 VmaSet = Set[Tuple[int, int]]
 
@@ -44,16 +46,34 @@ def differences(model: Dict[int, VmaSet], kernel: Dict[int, VmaSet]) -> Set[Tupl
     return out
 
 
-def drift_records(model: Model, mnemonics: Sequence[str], skip: Sequence[int], ts: Callable[[], int],
-                  catch_up: Callable[[], None]) -> List[Record]:
-    """Compare twice (applying the events in between with `catch_up`); report what persists."""
+# a check yields when it wants smaps read, is sent the read, returns its drift records
+DriftCheck = Job[None, Dict[int, VmaSet], List[Record]]
+
+
+def drift_check(model: Model, ts: Callable[[], int], catch_up: Callable[[], None]) -> DriftCheck:
+    """Compare twice (applying the events in between with `catch_up`); report what persists.
+    The model is looked at before each read, in the loop's thread, and copied: the reads may
+    run on a worker thread while the loop applies events (background.py)."""
     catch_up()
-    first = differences(model_vmas(model), kernel_vmas(mnemonics, skip))
+    mine = model_vmas(model)
+    first = differences(mine, (yield None))
     if not first:
         return []
     catch_up()
-    second = differences(model_vmas(model), kernel_vmas(mnemonics, skip))
+    mine = model_vmas(model)
+    second = differences(mine, (yield None))
     now = ts()
     return [{"type": "drift", "ts": now, "pid": pid, "vma": [start, end],
              "expected": "absent" if in_kernel else "present", "seen": "present" if in_kernel else "absent"}
             for pid, start, end, in_kernel in sorted(first & second)]
+
+
+def smaps_reader(mnemonics: Sequence[str], skip: Sequence[int]) -> Callable[[None], Dict[int, VmaSet]]:
+    """What drift_check asks for: every process's flagged VMAs as smaps shows them now."""
+    return lambda _: kernel_vmas(mnemonics, skip)
+
+
+def drift_records(model: Model, mnemonics: Sequence[str], skip: Sequence[int], ts: Callable[[], int],
+                  catch_up: Callable[[], None]) -> List[Record]:
+    """drift_check with its reads made here."""
+    return run_here(drift_check(model, ts, catch_up), smaps_reader(mnemonics, skip))

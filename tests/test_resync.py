@@ -279,17 +279,27 @@ def test_snapshots_mark_and_verify_skips_the_processes_a_loss_left_provisional(
     t._resync = resyncer()
     drift = [{"type": "drift", "ts": 1, "pid": pid, "vma": [A, A + PAGE], "expected": "present", "seen": "absent"}
              for pid in (100, 200)]
-    monkeypatch.setattr(tracer_module, "drift_records", lambda *a: list(drift))
+
+    def check_finding_drift(*args: Any) -> Any:  # a check that needs no read: it ends when started
+        return list(drift)
+        yield  # makes this a generator, as drift_check is
+    monkeypatch.setattr(tracer_module, "drift_check", check_finding_drift)
     emitted: List[Dict[str, Any]] = []
     monkeypatch.setattr(t, "_emit", emitted.append)
-    t._verify()
+    t.options.verify = 10.0
+
+    def verify() -> None:
+        t._next_verify = 0.0
+        t._verify_step(1.0)
+        assert t._verifying is None and t._next_verify > 1.0  # ended; the next one is scheduled
+    verify()
     assert [r["pid"] for r in emitted] == [100, 200] and not t.resync_pending(100)  # no loss: all checked
     t._resync.on_loss()
     emitted.clear()
-    t._verify()
+    verify()
     assert emitted == [] and t.resync_pending(100) and t.resync_pending(200)  # all provisional after a loss
     t._resync.dirty_all, t._resync.dirty = False, {200}  # a pass repaired 100; 200 was busy
-    t._verify()
+    verify()
     assert [r["pid"] for r in emitted] == [100] and t.resync_pending(200) and not t.resync_pending(100)
 
 
