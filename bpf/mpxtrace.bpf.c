@@ -853,7 +853,7 @@ TRACEPOINT_PROBE(syscalls, sys_exit_mremap)
 }
 #endif
 
-#ifdef HOOK_MREMAP_SYSCALL
+#ifdef KPROBE_HOOK_mremap_syscall
 /* The same by kprobes on __x64_sys_mremap(regs), where the kernel preempts in kernel mode: the
  * tracepoints' programs run preemptible there and were skipped under load (7.2 in the lab:
  * bench/skip_sources.py); a kprobe program runs with preemption off.  The x86-64 syscall ABI
@@ -868,15 +868,13 @@ int kp_mremap(struct pt_regs *ctx)
 int kr_mremap(struct pt_regs *ctx) { return on_mremap_exit(ctx, PT_REGS_RC(ctx)); }
 #endif
 
-/* ---- attachment: kprobe wrappers (always compiled; attached by name from Python) ------ */
+/* ---- attachment: kprobe wrappers (attached by name from Python) -------------------------
+ * Each is compiled only where its hook attaches by kprobe (KPROBE_HOOK_<hook>, from the
+ * planner), as fentry programs are only where they attach: clang compiles whatever it is
+ * given, and on an fentry kernel a dozen unused wrappers, each inlining its handler, were
+ * compile time for nothing at every start. */
 #define KARG_(n) PT_REGS_PARM##n(ctx)
 #define KARG(n) KARG_(n)
-
-int kp_mmap_region(struct pt_regs *ctx)
-{
-	return on_mmap_enter(KARG(ARG_MMAP_ADDR), KARG(ARG_MMAP_LEN), KARG(ARG_MMAP_FLAGS));
-}
-int kr_mmap_region(struct pt_regs *ctx) { return on_mmap_exit(ctx, PT_REGS_RC(ctx)); }
 /* VMA hooks read the flags first and the rest only for a VMA that matters: by probe reads
  * here (kprobes), by typed BTF loads in FE_VMA (fentry) */
 #define VMA_IF_WANTED(load_u64, load_vma, vma, v, wanted)   \
@@ -887,12 +885,21 @@ int kr_mmap_region(struct pt_regs *ctx) { return on_mmap_exit(ctx, PT_REGS_RC(ct
 	load_vma(vma, &v)
 #define KP_VMA(vma, v, wanted) VMA_IF_WANTED(read_u64, read_vma, vma, v, wanted)
 
+#ifdef KPROBE_HOOK_mmap
+int kp_mmap_region(struct pt_regs *ctx)
+{
+	return on_mmap_enter(KARG(ARG_MMAP_ADDR), KARG(ARG_MMAP_LEN), KARG(ARG_MMAP_FLAGS));
+}
+int kr_mmap_region(struct pt_regs *ctx) { return on_mmap_exit(ctx, PT_REGS_RC(ctx)); }
+#endif
+#ifdef KPROBE_HOOK_final_vma
 int kp_final_vma(struct pt_regs *ctx)
 {
 	KP_VMA(KARG(ARG_FINAL_VMA), v, v.flags & TRACK_MASK);
 	return on_final_vma(ctx, &v);
 }
-#ifdef HOOK_VMA_MERGE
+#endif
+#ifdef KPROBE_HOOK_merge
 int kp_vma_merge(struct pt_regs *ctx)
 {
 	return on_merge_enter(KARG(ARG_MERGE_MM),
@@ -902,15 +909,20 @@ int kp_vma_merge(struct pt_regs *ctx)
 		KARG(ARG_MERGE_FLAGS));
 }
 #endif
-int kr_merge(struct pt_regs *ctx) { return on_merge_exit(ctx, PT_REGS_RC(ctx)); }
-#ifdef HOOK_VMG
+#ifdef KPROBE_HOOK_vmg
 int kp_vmg(struct pt_regs *ctx) { return on_vmg_enter(KARG(1)); }
 #endif
+#if defined(KPROBE_HOOK_merge) || defined(KPROBE_HOOK_vmg)
+int kr_merge(struct pt_regs *ctx) { return on_merge_exit(ctx, PT_REGS_RC(ctx)); }
+#endif
+#ifdef KPROBE_HOOK_split
 int kp_split(struct pt_regs *ctx)
 {
 	KP_VMA(KARG(ARG_SPLIT_VMA), v, v.flags & TRACK_MASK);
 	return on_split(ctx, &v, KARG(ARG_SPLIT_ADDR));
 }
+#endif
+#ifdef KPROBE_HOOK_copy
 int kp_copy_vma(struct pt_regs *ctx)
 {
 	return on_copy_enter(KARG(ARG_COPY_VMAP),
@@ -919,22 +931,35 @@ int kp_copy_vma(struct pt_regs *ctx)
 		KARG(ARG_COPY_PGOFF));
 }
 int kr_copy_vma(struct pt_regs *ctx) { return on_copy_exit(ctx, PT_REGS_RC(ctx)); }
+#endif
+#ifdef KPROBE_HOOK_free
 int kp_free(struct pt_regs *ctx)
 {
 	KP_VMA(KARG(1), v, free_wanted(v.flags));
 	return on_free(ctx, &v);
 }
+#endif
+#ifdef KPROBE_HOOK_exit
 int kp_exit_mmap(struct pt_regs *ctx) { return on_exit_mmap_enter(KARG(1)); }
 int kr_exit_mmap(struct pt_regs *ctx) { return on_exit_mmap_exit(ctx); }
+#endif
+#ifdef KPROBE_HOOK_fork
 int kp_fork_vma(struct pt_regs *ctx)
 {
 	KP_VMA(KARG(ARG_FORK_VMA), v, FORK_KEEPS(v.flags));
 	return on_fork_vma(ctx, &v);
 }
+#endif
+#ifdef KPROBE_HOOK_grow
 int kp_grow(struct pt_regs *ctx) { return on_grow_enter(KARG(ARG_GROW_VMA)); }
 int kr_grow(struct pt_regs *ctx) { return on_grow_exit(ctx); }
+#endif
+#ifdef KPROBE_HOOK_new_task
 int kp_new_task(struct pt_regs *ctx) { return on_new_task(ctx, KARG(1)); }
+#endif
+#ifdef KPROBE_HOOK_seed
 int kp_seed_mm(struct pt_regs *ctx) { return on_task_statm(KARG(ARG_SEED_MM)); }
+#endif
 
 /* ---- attachment: fentry/fexit (compiled only for the functions chosen to use them) ------
  * Arguments are declared u64 from BTF's count; fields are read at offsets, never through

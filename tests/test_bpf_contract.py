@@ -93,6 +93,46 @@ def test_every_kprobe_and_kretprobe_program_the_planner_attaches_exists() -> Non
     assert wanted - defined == set(), "attach_kprobe/attach_kretprobe would find no such function"
 
 
+def enclosing_conditions(program: str) -> Dict[str, List[str]]:
+    """Each function defined in `program`: the #if/#ifdef conditions it is compiled under."""
+    stack: List[str] = []
+    out: Dict[str, List[str]] = {}
+    for line in program.splitlines():
+        directive = re.match(r"\s*#\s*(ifdef|ifndef|if|else|elif|endif)\b(.*)", line)
+        if directive:
+            word, rest = directive.groups()
+            if word in ("ifdef", "ifndef", "if"):
+                stack.append(f"{word} {rest.strip()}")
+            elif word == "endif":
+                stack.pop()
+            else:
+                stack[-1] = f"{word} {rest.strip()}"
+            continue
+        defined = re.match(r"\s*int\s+(\w+)\s*\(", line)
+        if defined:
+            out[defined.group(1)] = list(stack)
+    return out
+
+
+def test_each_kprobe_program_is_compiled_only_where_its_hook_attaches_by_kprobe() -> None:
+    conditions = enclosing_conditions(c_source("mpxtrace.bpf.c"))
+    users: Dict[str, Set[str]] = {}  # program -> the hooks that attach it
+    for spec in HOOKS:
+        for name in (spec.entry, spec.exit):
+            if name:
+                users.setdefault(name, set()).add(spec.key)
+    for name, hooks in users.items():
+        guard = " ".join(conditions[name])
+        named = set(re.findall(r"\bKPROBE_HOOK_(\w+)", guard))
+        assert named == hooks, f"{name} is compiled under {guard!r}: want KPROBE_HOOK_ of {sorted(hooks)}"
+
+
+def test_enclosing_conditions_follow_nesting() -> None:
+    source = "#ifdef A\nint f(void)\n#if defined(B) || defined(C)\nint g(void)\n#endif\n#else\nint h(void)\n#endif\nint i(void)\n"
+    assert enclosing_conditions(source) == {"f": ["ifdef A"], "g": ["ifdef A", "if defined(B) || defined(C)"],
+                                            "h": ["else "], "i": []}
+
+
 def fentry_guards(program: str) -> Set[str]:
     return set(re.findall(r"(?:#\s*ifdef\s+|defined\s*\(\s*)FENTRY_(\w+)", program))
 

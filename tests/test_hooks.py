@@ -21,7 +21,11 @@ def test_auto_prefers_fentry_but_vma_merge_is_always_a_kprobe() -> None:
     assert m["vma_merge"] == "kprobe"
     assert m["copy_vma"] == "kprobe"  # struct vm_area_struct **vmap: refused by the 5.10 verifier
     assert plan.defines["FENTRY_mmap_region"] == "1" and plan.defines["NARGS_mmap_region"] == "6"
-    assert plan.defines["HOOK_VMA_MERGE"] == "1" and "HOOK_VMG" not in plan.defines
+    assert plan.defines["KPROBE_HOOK_merge"] == "1" and "HOOK_VMG" not in plan.defines
+    # only the hooks attached by kprobe have their kprobe programs compiled
+    assert {k for k in plan.defines if k.startswith("KPROBE_HOOK_")} == {
+        f"KPROBE_HOOK_{a.hook}" for a in plan.attaches if a.mode == "kprobe"}
+    assert "KPROBE_HOOK_mmap" not in plan.defines and "KPROBE_HOOK_copy" in plan.defines
 
 
 def test_notrace_function_is_not_kprobed_without_kprobe_on_notrace() -> None:
@@ -193,7 +197,7 @@ def test_where_the_kernel_preempts_in_kernel_mode_mremap_is_followed_by_kprobes_
         plan = plan_hooks(preempting, attach)
         assert [(a.symbol, a.mode) for a in plan.attaches if a.hook in ("mremap", "mremap_syscall")] == [
             ("__x64_sys_mremap", "kprobe")]
-        assert plan.defines["HOOK_MREMAP_SYSCALL"] == "1" and "HOOK_MREMAP_TP" not in plan.defines
+        assert plan.defines["KPROBE_HOOK_mremap_syscall"] == "1" and "HOOK_MREMAP_TP" not in plan.defines
     # an architecture without that function keeps the tracepoints
     other = dataclasses.replace(features(KERNEL_510), tracepoints=tracepoints, preempts_in_kernel=True)
     assert plan_hooks(other, "auto").defines["HOOK_MREMAP_TP"] == "1"

@@ -52,8 +52,7 @@ HOOKS: Tuple[HookSpec, ...] = (
              {"ARG_MERGE_MM": ("mm", 1), "ARG_MERGE_PREV": ("prev", 2), "ARG_MERGE_START": ("addr", 3),
               "ARG_MERGE_END": ("end", 4), "ARG_MERGE_FLAGS": ("vm_flags", 5)},
              "kp_vma_merge", "kr_merge",
-             "merges and flag changes (mprotect, mlock, madvise, mremap) up to 6.11", fentry_ok=False,
-             define="HOOK_VMA_MERGE"),
+             "merges and flag changes (mprotect, mlock, madvise, mremap) up to 6.11", fentry_ok=False),
     # 6.12 split vma_merge into vma_merge_new_range / vma_merge_existing_range (static) behind
     # vma_modify(), both taking a struct vma_merge_struct (2f1c6611b0a8 "mm: introduce
     # vma_merge_struct and abstract vma_merge(),vma_modify()"; cacded5e42b9 "mm: avoid using
@@ -91,8 +90,7 @@ HOOKS: Tuple[HookSpec, ...] = (
     # bench/skip_sources.py: every other skipped run came from sys_exit_mremap).  Elsewhere the
     # tracepoints (below) serve every architecture.
     HookSpec("mremap_syscall", ("__x64_sys_mremap",), {}, "kp_mremap", "kr_mremap",
-             "mremap() entry and exit where syscall tracepoints run preemptible", fentry_ok=False,
-             define="HOOK_MREMAP_SYSCALL"),
+             "mremap() entry and exit where syscall tracepoints run preemptible", fentry_ok=False),
 )
 
 
@@ -233,6 +231,7 @@ def plan_hooks(features: KernelFeatures, attach: str) -> HookPlan:
                 plan.defines[f"NARGS_{symbol}"] = str(len(params or []))
             elif features.can_kprobe(symbol):
                 plan.attaches.append(PlannedAttach(spec.key, symbol, "kprobe", len(params) if params else None))
+                plan.defines[f"KPROBE_HOOK_{spec.key}"] = "1"  # its kprobe programs are compiled
             else:
                 why = f"{symbol} cannot be probed (kprobe blacklist, lockdown or no kprobe support)"
                 if spec.required:
