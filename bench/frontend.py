@@ -14,6 +14,8 @@ Every figure comes with its baseline, measured in the same run (times are CPU se
   per space alone and for the allocation store alone (each in a fresh process);
 - records/s through Session.apply against json-decoding the same records
   (the stream of bench/model_throughput.py);
+- the live drain rate: events/s through what `trace` does with each kernel event (decode ->
+  model -> log, bench/live_drain.py), against json.loads of the log lines it wrote;
 - `mpxtrace report` of a 1,000,000-event synthetic log against json.loads of its lines.
 
 Results go to a JSON file naming the machine and Python (default bench/results/host.json).
@@ -37,6 +39,7 @@ from typing import Any, Callable, Dict, Iterator, List, Optional
 HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE.parent))
 sys.path.insert(0, str(HERE))
+from live_drain import describe as describe_drain, live_drain  # noqa: E402
 from model_throughput import MASK, stream  # noqa: E402
 
 from mpxtrace.eventlog import LOG_VERSION, _fast_decode  # noqa: E402
@@ -240,8 +243,8 @@ def main() -> None:
     parser.add_argument("--quick", action="store_true", help="a tenth of every size (a smoke run; not for README)")
     parser.add_argument("--out", type=Path, default=HERE / "results" / "host.json")
     parser.add_argument("--compare", type=Path, metavar="TREE",
-                        help="also time `report` from this source tree on the same log (e.g. the commit before a "
-                             "change: git archive COMMIT | tar -x -C TREE)")
+                        help="also time `report` and the live drain from this source tree on the same data (e.g. "
+                             "the commit before a change: git archive COMMIT | tar -x -C TREE)")
     parser.add_argument("--only-report", action="store_true", help="the `report` figure alone")
     parser.add_argument("--memory-child", nargs=3, metavar=("CASE", "VMAS", "SPACES"), help=argparse.SUPPRESS)
     args = parser.parse_args()
@@ -275,6 +278,9 @@ def main() -> None:
     t = results["throughput"] = throughput(200_000 // scale)
     print(f"{t['records']:>9,} records: Session.apply {t['session_apply_per_s']:,.0f}/s vs json decode "
           f"{t['json_decode_per_s']:,.0f}/s -> apply/decode {t['apply_over_decode']:.2f}x")
+
+    d = results["live_drain"] = live_drain(300_000 // scale, args.compare)
+    print(describe_drain(d))
 
     r = _report_figure(results, scale, args.compare)
 

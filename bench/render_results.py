@@ -121,8 +121,17 @@ def markdown(results: Dict[str, Any]) -> str:
         g = lab.get("guest") or {}
         versions.append(f"{kernel}: {lab.get('release')}, BCC {g.get('bcc')}, {g.get('bpftrace')}, "
                         f"{(g.get('stress_ng') or 'no stress-ng').split(' (')[0]}")
-    return "\n".join([head, "", *hot_path_rows(results), "", *load_rows(results), "", *goal_rows(results), "",
-                      "Versions: " + "; ".join(versions)])
+    return "\n".join([head, "", *hot_path_rows(results), "", *load_rows(results), "", *host_lines(results),
+                      *goal_rows(results), "", "Versions: " + "; ".join(versions)])
+
+
+def host_lines(results: Dict[str, Any]) -> List[str]:
+    """The host's live drain rate (issue 9 asks for it measured, with no goal), when measured."""
+    drain = (results.get("host") or {}).get("live_drain")
+    if not drain:
+        return []
+    return [f"Live drain on the host (decode → model → log, `bench/live_drain.py`): {_n(drain.get('events_per_s'))} "
+            f"events/s, {_x(drain.get('drain_over_json_loads'))} the time json.loads takes for the log lines it wrote.", ""]
 
 
 def print_table(results: Dict[str, Any]) -> None:

@@ -36,6 +36,32 @@ MAX_DAMAGED_KEPT = 100  # messages kept; all are counted
 _WRITE_CHUNK = 1 << 16
 
 
+def _line_encoder() -> Callable[[Record], str]:
+    """json.dumps(rec, separators=(",", ":")) without its per-call set-up: dumps builds an encoder
+    on every call, and the encoder its C scanner (here 2.3 us a record, 1.8 us with the encoder made
+    once, 1.1 us with the scanner made once).  The scanner is the standard library's own, but private:
+    where it is missing or writes a sample otherwise than json's pure-Python path, the public
+    encoder is used."""
+    public = json.JSONEncoder(separators=(",", ":"))
+    make = getattr(json.encoder, "c_make_encoder", None)
+    try:
+        scan = make(None, public.default, json.encoder.encode_basestring_ascii, None, ":", ",",  # type: ignore[misc]
+                    False, False, True)
+
+        def encode(rec: Record) -> str:
+            return "".join(scan(rec, 0))
+        sample = {"type": "event", "n": 1 << 64, "ok": True, "no": None, "f": 0.5, "s": "\u00e9\x1b\"\\",
+                  "l": [1, -2], "d": {"k": []}}
+        if encode(sample) == "".join(public.iterencode(sample)):  # not one-shot: the pure-Python path
+            return encode
+    except Exception:  # noqa: BLE001 - no C scanner, or another signature: the public path
+        pass
+    return public.encode
+
+
+_encode_line = _line_encoder()
+
+
 class LogError(Exception):
     """The log cannot be written or read; the message says what to do."""
 
@@ -74,7 +100,7 @@ class LogWriter:
     def write(self, rec: Record) -> None:
         if self._fd is None:
             return
-        self._buffer += (json.dumps(rec, separators=(",", ":")) + "\n").encode("utf-8")
+        self._buffer += (_encode_line(rec) + "\n").encode("utf-8")
         if len(self._buffer) >= _WRITE_CHUNK:
             self.flush()
 

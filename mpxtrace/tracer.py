@@ -18,7 +18,7 @@ from typing import Any, Callable, Dict, List, Optional, Sequence, Set, Tuple
 from . import smaps
 from .background import Background
 from .eventlog import LOG_FORMAT, LOG_VERSION, LogWriter
-from .events import COUNTERS, RawEvent, Record, decode_raw
+from .events import COUNTERS, RAW_LAYOUT, Record, decode_bytes
 from .flags import TrackedFlags
 from .lostspaces import LossMark, changed_slots
 from .kernel.features import KernelFeatures
@@ -163,8 +163,7 @@ class Tracer:
 
     # -- the stream ---------------------------------------------------------------------------------
     def _on_raw(self, data: Any) -> int:
-        raw = ctypes.cast(data, ctypes.POINTER(RawEvent)).contents
-        rec = decode_raw(raw)
+        rec = decode_bytes(ctypes.string_at(data, RAW_LAYOUT.size))  # a copy: the buffer's slot is reused
         self._pending.append(rec)
         if len(self._pending) >= POLL_BATCH or (self._poll_until is not None and rec["ts"] >= self._poll_until):
             return -1  # end this poll (ring buffer)

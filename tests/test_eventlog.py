@@ -267,3 +267,46 @@ def test_not_a_log(tmp_path: Path) -> None:
     path.write_text("")
     with pytest.raises(LogError, match="empty"):
         open_log(path)
+
+
+def _random_value(rng: "random.Random", depth: int = 0) -> Any:
+    choice = rng.randrange(7 if depth < 3 else 5)
+    if choice == 0:
+        return rng.choice([0, 1, -1, (1 << 64) - 1, 1 << 70, rng.getrandbits(64)])
+    if choice == 1:
+        return rng.choice([True, False, None])
+    if choice == 2:
+        return rng.choice([0.5, 1e300, -0.0, float("inf"), float("nan")])
+    if choice in (3, 4):
+        return "".join(chr(rng.choice([rng.randrange(32, 127), rng.randrange(0, 32), rng.randrange(0x80, 0x3000),
+                                       0x1F600, 0xDC80, 0x22, 0x5C])) for _ in range(rng.randrange(8)))
+    if choice == 5:
+        return [_random_value(rng, depth + 1) for _ in range(rng.randrange(4))]
+    return {f"k{i}\u00e9": _random_value(rng, depth + 1) for i in range(rng.randrange(4))}
+
+
+def test_log_lines_are_what_json_dumps_writes() -> None:
+    """The writer's encoder (the standard library's C scanner, made once) against json.dumps, on
+    random records: big and negative integers, NaN and infinities, control characters, non-ASCII
+    text, lone surrogates, quotes and backslashes, nesting."""
+    import random
+    rng = random.Random()
+    for _ in range(2000):
+        rec = {"type": "event", **{f"f{i}": _random_value(rng) for i in range(rng.randrange(1, 6))}}
+        assert eventlog._encode_line(rec) == json.dumps(rec, separators=(",", ":"))
+
+
+def test_log_encoder_falls_back_to_the_public_encoder(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Without the C scanner, or with one that writes anything else than json's pure-Python path,
+    lines come from json's public encoder."""
+    rec = {"type": "event", "comm": "w\u00e9\x1b", "n": 1 << 64, "ext": [1, 2]}
+    monkeypatch.setattr(json.encoder, "c_make_encoder", None)
+    without = eventlog._line_encoder()
+    assert getattr(without, "__self__", None).__class__ is json.JSONEncoder
+    assert without(rec) == json.dumps(rec, separators=(",", ":"))
+    monkeypatch.setattr(json.encoder, "c_make_encoder", lambda *args: lambda obj, level: ["{}"])
+    wrong = eventlog._line_encoder()
+    assert getattr(wrong, "__self__", None).__class__ is json.JSONEncoder
+    monkeypatch.setattr(json.encoder, "c_make_encoder", lambda *args: 1 / 0)  # another signature
+    assert getattr(eventlog._line_encoder(), "__self__", None).__class__ is json.JSONEncoder
+    assert getattr(eventlog._encode_line, "__self__", None) is None  # here the scanner is used

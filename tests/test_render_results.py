@@ -33,3 +33,10 @@ def test_goal_rows_take_fentry_and_fall_back_to_kprobe_pairs() -> None:
     assert "| 5.10, no flag: added cost ≤ 1x bpftrace's | 2.00x (mpx-kprobe / bpftrace-kprobe) | not met: 2.0x the goal |" in rows
     assert "| 5.10, VM_LOCKED: added cost ≤ 1.5x bpftrace's | – (mpx-kprobe / bpftrace-kprobe) | not measured |" in rows
     assert "3.43x | not met: 3.4x the goal |" in rows and "86 B | met |" in rows and "0.96x | met |" in rows
+
+
+def test_the_host_drain_rate_is_stated_when_measured() -> None:
+    from render_results import host_lines
+    assert host_lines({"host": {}}) == []
+    line = host_lines({"host": {"live_drain": {"events_per_s": 165593.2, "drain_over_json_loads": 3.157}}})[0]
+    assert "165,593 events/s" in line and "3.16x" in line
