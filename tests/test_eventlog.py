@@ -4,6 +4,7 @@ from __future__ import annotations
 import errno
 import json
 import os
+import random
 import stat
 import threading
 from pathlib import Path
@@ -269,7 +270,7 @@ def test_not_a_log(tmp_path: Path) -> None:
         open_log(path)
 
 
-def _random_value(rng: "random.Random", depth: int = 0) -> Any:
+def _random_value(rng: random.Random, depth: int = 0) -> Any:
     choice = rng.randrange(7 if depth < 3 else 5)
     if choice == 0:
         return rng.choice([0, 1, -1, (1 << 64) - 1, 1 << 70, rng.getrandbits(64)])
@@ -289,7 +290,6 @@ def test_log_lines_are_what_json_dumps_writes() -> None:
     """The writer's encoder (the standard library's C scanner, made once) against json.dumps, on
     random records: big and negative integers, NaN and infinities, control characters, non-ASCII
     text, lone surrogates, quotes and backslashes, nesting."""
-    import random
     rng = random.Random()
     for _ in range(2000):
         rec = {"type": "event", **{f"f{i}": _random_value(rng) for i in range(rng.randrange(1, 6))}}
