@@ -23,7 +23,7 @@ from pathlib import Path
 from typing import Any, Dict, Optional
 
 HERE = Path(__file__).resolve().parent
-BATCH = 64  # records the trace loop drains at a time at most (tracer.POLL_BATCH is larger: a bound)
+BATCH = 64  # events between drains, as in a loop that keeps up (one poll takes at most tracer.POLL_BATCH)
 
 
 def _child(n: int) -> Dict[str, Any]:
