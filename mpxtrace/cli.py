@@ -1,7 +1,6 @@
 """Command line: trace, report, scan, doctor, lab."""
 from __future__ import annotations
 
-import json
 import sys
 from pathlib import Path
 from typing import Optional, Sequence, Tuple
@@ -13,7 +12,7 @@ from .eventlog import LogError, open_log
 from .events import Record
 from .flags import FlagError, TrackedFlags, parse_mask, resolve_flags
 from .options import DURATION, INTERVAL, PID, new_files, unique_pids
-from .output import OutputGuard, QuietOutputGroup
+from .output import OutputGuard, QuietOutputGroup, print_json
 from .stats import Session
 
 FLAG_HELP = ("vm_flags bit to follow: mpx (default), a kernel name (VM_LOCKED, VM_NORESERVE, VM_SHADOW_STACK, "
@@ -25,11 +24,6 @@ def _tracked(flag: Sequence[str], mask: Optional[str]) -> TrackedFlags:
         return resolve_flags(list(flag), parse_mask(mask) if mask else None)
     except FlagError as err:
         raise click.UsageError(str(err)) from None
-
-
-def _print_json(rec: Record) -> None:
-    sys.stdout.write(json.dumps(rec, separators=(",", ":")) + "\n")
-    sys.stdout.flush()
 
 
 @click.group(cls=QuietOutputGroup, context_settings={"help_option_names": ["-h", "--help"]})
@@ -155,7 +149,7 @@ def trace(flag: Tuple[str, ...], mask: Optional[str], pids: Tuple[int, ...], log
         if resync is not None:
             rec["resync"] = resync  # what re-reading smaps after losses has cost
         if as_json:
-            _print_json(rec)
+            print_json(rec)
         else:
             click.echo("\n".join(render.processes_text(rec["processes"])))  # type: ignore[arg-type]
 
@@ -164,12 +158,12 @@ def trace(flag: Tuple[str, ...], mask: Optional[str], pids: Tuple[int, ...], log
         if rec["type"] == "lost" and reporter.screen is None:  # the screen shows lost events itself
             msg = {"type": "lost_events", "source": rec["source"], "count": rec["count"]}
             if as_json:
-                _print_json(msg)
+                print_json(msg)
             else:
                 click.echo(f"lost {rec['count']} events ({rec['source']})", err=True)
         elif rec["type"] == "drift" and reporter.screen is None:
             if as_json:
-                _print_json(rec)
+                print_json(rec)
             else:
                 start, end = rec["vma"]
                 click.echo(f"drift: pid {rec['pid']} [{start:#x}, {end:#x}) expected {rec['expected']}, "
@@ -177,14 +171,14 @@ def trace(flag: Tuple[str, ...], mask: Optional[str], pids: Tuple[int, ...], log
 
     def targets_gone() -> None:
         if as_json:
-            _print_json({"type": "targets_exited", "pids": list(pids)})
+            print_json({"type": "targets_exited", "pids": list(pids)})
         else:
             click.echo(f"all traced processes ({', '.join(map(str, pids))}) have exited", err=True)
 
     def log_stopped(message: str) -> None:
         click.echo(f"mpxtrace: {message}", err=True)
         if as_json:
-            _print_json({"type": "log_stopped", "path": str(log), "message": message})
+            print_json({"type": "log_stopped", "path": str(log), "message": message})
 
     output = OutputGuard()  # a broken stdout stops the trace cleanly, then ends the command quietly
     tracer = Tracer(options, features, on_record=output.wrap(on_record), on_interval=output.wrap(interval_report),
@@ -218,7 +212,7 @@ def trace(flag: Tuple[str, ...], mask: Optional[str], pids: Tuple[int, ...], log
                    f"{attaches}; ready in {host.probe_seconds + tracer.load_seconds:.1f} s]. Ctrl-C to end.", err=True)
     else:
         # guarded: a broken stdout here stops the trace at once, cleanly (log finished, probes detached)
-        output.wrap(_print_json)({"type": "attached", "flags": tracked.to_json(), "kernel": features.release,
+        output.wrap(print_json)({"type": "attached", "flags": tracked.to_json(), "kernel": features.release,
                      "buffer": config.buffer,
                      "attach": [a.__dict__ for a in config.plan.attaches],
                      "missing": [h for h, _ in config.plan.missing],
@@ -238,7 +232,7 @@ def trace(flag: Tuple[str, ...], mask: Optional[str], pids: Tuple[int, ...], log
 
 def _print_summary(summary: Record, as_json: bool) -> None:
     if as_json:
-        _print_json(summary)
+        print_json(summary)
     else:
         click.echo("\n" + render.summary_text(summary))
 
@@ -313,7 +307,7 @@ def scan(flag: Tuple[str, ...], mask: Optional[str], pids: Tuple[int, ...], as_j
         raise click.UsageError(f"--mask {tracked.mask:#x} has no smaps mnemonic known to mpxtrace: use --flag")
     procs = smaps.scan(tracked.mnemonics, unique_pids(pids) or None)
     if as_json:
-        _print_json({"type": "scan", "flags": tracked.to_json(), "processes": [p.to_json() for p in procs],
+        print_json({"type": "scan", "flags": tracked.to_json(), "processes": [p.to_json() for p in procs],
                      "live_bytes": sum(p.live_bytes for p in procs)})
         return
     click.echo(f"{'PID':>7} {'COMM':<16} {'SIZE':>9} {'RSS':>9} {'VMAS':>5}")
@@ -332,7 +326,7 @@ def doctor(as_json: bool) -> None:
     host = examine_host()
     checks, problems = host.checks, host.problems
     if as_json:
-        _print_json({"type": "doctor", "can_trace": not problems, "checks": [c.to_json() for c in checks]})
+        print_json({"type": "doctor", "can_trace": not problems, "checks": [c.to_json() for c in checks]})
     else:
         for c in checks:
             mark = {True: "ok  ", False: "FAIL", None: "    "}[c.ok]

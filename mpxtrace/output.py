@@ -7,16 +7,23 @@ reader simply went away (EPIPE, as `head` expects), and a live trace stops clean
 from __future__ import annotations
 
 import errno
+import json
 import os
 import sys
-from typing import Any, Callable, Optional, TypeVar
+from typing import Any, Callable, Dict, Optional, TypeVar
 
 import click
 
-__all__ = ["QuietOutputGroup", "OutputGuard", "is_output_error"]
+__all__ = ["QuietOutputGroup", "OutputGuard", "is_output_error", "print_json"]
 
 _OUTPUT_ERRNOS = {errno.EPIPE, errno.ENOSPC, errno.EIO, errno.EDQUOT, errno.EFBIG, errno.EBADF}
 F = TypeVar("F", bound=Callable[..., Any])
+
+
+def print_json(rec: Dict[str, Any]) -> None:
+    """One record as a JSON line on stdout, flushed (a reader may act on each line)."""
+    sys.stdout.write(json.dumps(rec, separators=(",", ":")) + "\n")
+    sys.stdout.flush()
 
 
 def is_output_error(err: OSError) -> bool:

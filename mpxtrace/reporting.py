@@ -4,7 +4,6 @@ full-screen view, Prometheus metrics."""
 from __future__ import annotations
 
 import contextlib
-import json
 import sys
 import time
 from dataclasses import dataclass, field
@@ -12,6 +11,7 @@ from typing import Any, Callable, ContextManager, Optional
 
 from . import render, resident
 from .events import Record
+from .output import print_json
 from .stats import Session
 
 __all__ = ["IntervalReporter", "live_screen_available"]
@@ -75,8 +75,3 @@ class IntervalReporter:
     def running(self) -> ContextManager[object]:
         """The full-screen view is on while the tracer runs (the summary prints after it)."""
         return self.screen if self.screen is not None else contextlib.nullcontext()
-
-
-def print_json(rec: Record) -> None:
-    sys.stdout.write(json.dumps(rec, separators=(",", ":")) + "\n")
-    sys.stdout.flush()
