@@ -20,13 +20,16 @@ import random
 from dataclasses import dataclass, field
 from typing import Any, Dict, List, Optional, Sequence, Set, Tuple
 
-__all__ = ["Op", "ARENA_PAGES", "FLAGS", "COVERAGE", "generate", "ops_digest", "MEMORY_OPS"]
+__all__ = ["Op", "ARENA_PAGES", "ADVISED", "FLAGS", "COVERAGE", "generate", "ops_digest", "MEMORY_OPS"]
 
 Op = Dict[str, Any]
 ARENA_PAGES = 640
 MAX_ACTORS = 5
-# the traced flag -> how the generator sets it at creation (and weights that favour it)
-FLAGS = ("VM_NORESERVE", "VM_LOCKED")
+# the flags a run can be about.  VM_NORESERVE and VM_LOCKED are set at creation (and by mlock);
+# the others only by madvise() on memory that exists (a flag change: split, new flags, merge),
+# and VM_DONTCOPY / VM_WIPEONFORK also decide what a child inherits at fork
+ADVISED = {"VM_HUGEPAGE": "hugepage", "VM_DONTCOPY": "dontfork", "VM_WIPEONFORK": "wipeonfork"}
+FLAGS = ("VM_NORESERVE", "VM_LOCKED") + tuple(ADVISED)
 MEMORY_OPS = ("map", "mapfar", "unmap", "protect", "remap", "lock", "lockall", "unlockall", "advise", "touch",
               "brk", "grow", "recurse")
 REMAP_MODES = ("inplace", "shrink", "maymove", "fixed", "dontunmap")
@@ -81,12 +84,13 @@ class _Generator:
         self.next_extent = 0
         self.ops: List[Op] = []
         self.covered: Set[str] = set()
-        locked = flag == "VM_LOCKED"
+        locked, advised = flag == "VM_LOCKED", flag in ADVISED
         self.weights: List[Tuple[str, float]] = [
             ("map", 14), ("mapfar", 4), ("unmap", 8), ("protect", 7), ("remap", 13),
             ("lock", 9 if locked else 5), ("lockall", 2.5 if locked else 1.2), ("unlockall", 1.5 if locked else 1),
-            ("advise", 5), ("touch", 4), ("brk", 4 if locked else 2), ("gd", 2), ("grow", 3), ("recurse", 1.5),
-            ("threads", 1.5), ("fork", 1.5), ("spawn", 1.2), ("exec", 0.6), ("exit", 0.9),
+            ("advise", 14 if advised else 5), ("touch", 4), ("brk", 4 if locked else 2), ("gd", 2), ("grow", 3),
+            ("recurse", 1.5), ("threads", 1.5), ("fork", 3 if advised else 1.5), ("spawn", 1.2), ("exec", 0.6),
+            ("exit", 0.9),
         ]
 
     # -- helpers ------------------------------------------------------------------------------
@@ -143,9 +147,12 @@ class _Generator:
         if self.flag == "VM_NORESERVE":
             create = "n" if self._chance(0.6) else ""
             lock = "L" if self._chance(0.08) else ""
-        else:
+        elif self.flag == "VM_LOCKED":
             create = "n" if self._chance(0.15) else ""
             lock = "L" if self._chance(0.4) else ""
+        else:  # a flag madvise() sets: creation only varies what it lands on (and what can merge)
+            create = "n" if self._chance(0.3) else ""
+            lock = "L" if self._chance(0.1) else ""
         return create, lock
 
     def _mf(self, create: str, lock: str) -> str:
@@ -350,7 +357,8 @@ class _Generator:
             letter = self._pick(have)
             adv, advice = undo[letter], have.replace(letter, "")
         else:
-            adv = self._pick(("dontfork", "wipeonfork", "hugepage"))
+            own = ADVISED.get(self.flag)  # (no draw for the other flags: their lists stay as they were)
+            adv = own if own is not None and self._chance(0.6) else self._pick(("dontfork", "wipeonfork", "hugepage"))
             letter = {"dontfork": "d", "wipeonfork": "w", "hugepage": "h"}[adv]
             advice = "".join(sorted(set(have + letter)))
         self._modify(actor, run.space, off, n, advice=advice)
@@ -475,6 +483,10 @@ class _Generator:
             return first + self._draw(actor, kind="grow") if first else []
         if kind in ("fork", "spawn") and len(live) > 1:
             return self._draw(live[-1], kind="exit") + self._draw(actor, kind=kind)
+        if kind.partition("/")[0] in ("protect", "remap", "lock", "advise") and not any(map(self._runs, live)):
+            # no live actor has memory left (say a child forked without its VM_DONTCOPY memory): map some
+            first = self._draw(actor, kind="map")
+            return first + self._draw(actor, kind=kind) if first else []
         return []
 
     def _missing(self) -> List[str]:

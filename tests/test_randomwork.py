@@ -12,13 +12,14 @@ from typing import Dict, List, Set, Tuple
 
 import pytest
 
-from mpxtrace.lab.campaign import ddmin, failure_kinds, flatten, lineage, write_new
+from mpxtrace.lab.campaign import FLAGS as CAMPAIGN_FLAGS, ddmin, failure_kinds, flatten, lineage, write_new
+from mpxtrace.flags import KNOWN_FLAGS
 from mpxtrace.lab.errors import LabError
 from mpxtrace.randomops import COVERAGE, FLAGS, Op, generate, ops_digest
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "tests" / "lab"))
-from random_guest import compare  # noqa: E402
+from random_guest import MNEMONIC, compare, smaps_flagged  # noqa: E402
 
 
 def _labels(ops: List[Op]) -> Set[str]:
@@ -63,6 +64,7 @@ def test_workload_runs_every_operation_on_this_kernel(flag: str) -> None:
     """Each kind of operation succeeds somewhere in a few seeds, and at each checkpoint the
     listed pids are the live, idle actors."""
     succeeded: Set[str] = set()
+    flagged_seen = 0  # the flag's VMAs in the actors' smaps at the checkpoints: what the lab compares
     for seed in (1, 2):
         ops = generate(seed, flag, 80)
         proc = subprocess.Popen([sys.executable, "-m", "mpxtrace.randomwork", "--seed", str(seed), "--flag", flag,
@@ -75,6 +77,7 @@ def test_workload_runs_every_operation_on_this_kernel(flag: str) -> None:
             if line.startswith("CHECK "):
                 pids = [int(p) for p in line.split()[2].split(",")]
                 assert all(state == "S" for state in _actor_states(pids)), line
+                flagged_seen += sum(len(smaps_flagged(pid, MNEMONIC[flag])) for pid in pids)
                 proc.stdin.write("\n")
                 proc.stdin.flush()
         assert proc.wait(60) == 0, lines[-3:]
@@ -87,6 +90,16 @@ def test_workload_runs_every_operation_on_this_kernel(flag: str) -> None:
                           for label in _labels([member])}
     required = [k for k in COVERAGE if os.geteuid() == 0 or k != "lockall"]  # mlockall needs the memlock limit
     assert [k for k in required if k not in succeeded] == []
+    assert flagged_seen > 0, f"no checkpoint found {flag} memory in the actors' smaps"
+
+
+def test_campaigns_run_every_flag_the_generator_draws_for() -> None:
+    assert CAMPAIGN_FLAGS == FLAGS
+
+
+def test_the_lab_compares_each_flag_by_its_smaps_mnemonic() -> None:
+    mnemonic = {spec.name: spec.mnemonic for spec in KNOWN_FLAGS}
+    assert {flag: MNEMONIC[flag] for flag in FLAGS} == {flag: mnemonic[flag] for flag in FLAGS}
 
 
 def test_any_sub_list_replays() -> None:

@@ -1,4 +1,4 @@
-"""python -m mpxtrace.lab.campaign --kernel K --seeds N [--flag F]: many random seeds against smaps.
+"""python -m mpxtrace.lab.campaign --kernel K --seeds N [--flag F ...]: many random seeds against smaps.
 
 Runs the randomized differential test (tests/lab/random_guest.py: random VMA lifecycles traced
 live, every flagged VMA compared with /proc/PID/smaps at every checkpoint) for N fresh seeds
@@ -26,7 +26,9 @@ MARK = "=====MPXTRACE-RANDOM-JSON====="
 JOBS_FILE = ".campaign-jobs.json"
 GUEST_SCRIPT = "tests/lab/random_guest.py"
 
-FLAGS = ("VM_NORESERVE", "VM_LOCKED")  # those mpxtrace.randomwork draws operations for
+# those mpxtrace.randomops draws runs for (the lab imports nothing from the package it tests:
+# tests/test_randomwork.py holds the two lists equal)
+FLAGS = ("VM_NORESERVE", "VM_LOCKED", "VM_HUGEPAGE", "VM_DONTCOPY", "VM_WIPEONFORK")
 Job = Dict[str, Any]
 Op = Dict[str, Any]  # one operation of mpxtrace.randomops (the guest reports a failing seed's list)
 # one candidate list per entry -> the failure kinds each showed (empty: it passed)
@@ -208,7 +210,8 @@ def main(argv: Optional[List[str]] = None) -> int:
     parser.add_argument("--seeds", type=int, default=20, help="fresh seeds per flag (default 20)")
     parser.add_argument("--seed", type=int, action="append", default=[], help="run this seed (repeatable) "
                         "instead of fresh ones")
-    parser.add_argument("--flag", choices=FLAGS, help="only this flag (default: each)")
+    parser.add_argument("--flag", choices=FLAGS, action="append", default=[],
+                        help="only this flag (repeatable; default: each of " + ", ".join(FLAGS) + ")")
     parser.add_argument("--count", type=int, default=100, help="operations a seed (default 100)")
     parser.add_argument("--batch", type=int, default=16, help="seeds per guest boot (default 16)")
     parser.add_argument("--parallel", type=int, default=2, help="runs side by side in a guest (default 2: "
@@ -224,7 +227,7 @@ def main(argv: Optional[List[str]] = None) -> int:
         parser.error(f"--keep {args.keep} exists: give a new directory name")
     if args.json is not None and os.path.lexists(args.json):
         parser.error(f"--json {args.json} exists: give a new file name")
-    flags = [args.flag] if args.flag else list(FLAGS)
+    flags = args.flag or list(FLAGS)
     seeds = args.seed or [int.from_bytes(os.urandom(4), "big") >> 1 for _ in range(args.seeds)]
     jobs = [{"flag": flag, "seed": seed} for seed in seeds for flag in flags]
     lab = Lab(args.kernel, args.project, args.count, args.parallel, keep=args.keep)

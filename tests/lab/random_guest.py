@@ -30,7 +30,9 @@ from e2e_guest import Lines  # noqa: E402  (same directory; tests/ is not a pack
 from guestout import print_report  # noqa: E402  (same directory; tests/ is not a package)
 
 MARK = "=====MPXTRACE-RANDOM-JSON====="
-MNEMONIC = {"VM_NORESERVE": "nr", "VM_LOCKED": "lo"}
+# smaps VmFlags mnemonic of each flag mpxtrace.randomops draws runs for (tests/test_randomwork.py
+# holds this to mpxtrace.flags)
+MNEMONIC = {"VM_NORESERVE": "nr", "VM_LOCKED": "lo", "VM_HUGEPAGE": "hg", "VM_DONTCOPY": "dc", "VM_WIPEONFORK": "wf"}
 MAX_DIFFS = 40  # per job: the first ones say what went wrong; the rest repeat it
 Vma = Tuple[int, int]
 

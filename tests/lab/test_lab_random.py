@@ -3,20 +3,23 @@ traced live, and at every checkpoint each process's flagged VMAs in the tracer's
 compared, VMA by VMA, with /proc/PID/smaps.
 
 Fresh seeds every run (printed, and in every failure message, with the command that replays
-them); MPXTRACE_RANDOM_SEEDS=1,2,3 runs those instead.  One guest boot per kernel runs every
-seed; tests/lab/random_guest.py does the work inside it.  More seeds, and shrinking a failing
-one to a short list of operations: ``python -m mpxtrace.lab.campaign`` (see README).
+them); MPXTRACE_RANDOM_SEEDS=1,2,3 runs those instead.  Each kernel runs the flags set at
+creation and one flag madvise() sets, drawn afresh too; MPXTRACE_RANDOM_FLAGS=VM_HUGEPAGE,...
+runs those instead.  One guest boot per kernel runs every seed; tests/lab/random_guest.py does
+the work inside it.  More seeds and flags, and shrinking a failing one to a short list of
+operations: ``python -m mpxtrace.lab.campaign`` (see README).
 """
 from __future__ import annotations
 
 import json
 import os
-from typing import Any, Dict, List, Set
+import random
+from typing import Any, Dict, List, Set, Tuple
 
 import pytest
 
 from guestreport import guest_json
-from mpxtrace.randomops import COVERAGE, FLAGS, generate, ops_digest
+from mpxtrace.randomops import ADVISED, COVERAGE, FLAGS, generate, ops_digest
 
 MARK = "=====MPXTRACE-RANDOM-JSON====="
 KERNELS = ["5.10", "6.1", "6.12", "7.2"]
@@ -35,6 +38,22 @@ def _seeds() -> List[int]:
     return [int.from_bytes(os.urandom(4), "big") >> 1 for _ in range(SEEDS_PER_FLAG)]
 
 
+def _flags_by_kernel() -> Dict[str, Tuple[str, ...]]:
+    """The flags each kernel's boot runs: those set at creation, and one that madvise() sets on
+    memory that exists (a tracer start per flag is most of a boot's time, so CI draws one;
+    `python -m mpxtrace.lab.campaign` runs them all)."""
+    given = os.environ.get("MPXTRACE_RANDOM_FLAGS")
+    if given:
+        flags = tuple(f.strip() for f in given.split(",") if f.strip())
+        if not flags or any(f not in FLAGS for f in flags):
+            raise pytest.UsageError(f"MPXTRACE_RANDOM_FLAGS must be comma-separated names from {FLAGS}, got {given!r}")
+        return {kernel: flags for kernel in KERNELS}
+    draw = random.SystemRandom()
+    created = tuple(f for f in FLAGS if f not in ADVISED)
+    return {kernel: created + (draw.choice(sorted(ADVISED)),) for kernel in KERNELS}
+
+
+FLAGS_OF = _flags_by_kernel()
 SEEDS = {flag: _seeds() for flag in FLAGS}
 
 # Issue 6's real-time program: mlockall(MCL_CURRENT|MCL_FUTURE), then every kind of growth a
@@ -63,21 +82,23 @@ _reports: Dict[str, Dict[str, Any]] = {}
 
 
 def _replay(kernel: str) -> str:
-    seeds = ",".join(str(s) for s in sorted({s for ss in SEEDS.values() for s in ss}))
-    return (f"replay: MPXTRACE_RANDOM_SEEDS={seeds} .venv/bin/python -m pytest tests/lab/test_lab_random.py "
+    seeds = ",".join(str(s) for s in sorted({s for f in FLAGS_OF[kernel] for s in SEEDS[f]}))
+    return (f"replay: MPXTRACE_RANDOM_SEEDS={seeds} MPXTRACE_RANDOM_FLAGS={','.join(FLAGS_OF[kernel])} "
+            ".venv/bin/python -m pytest tests/lab/test_lab_random.py "
             f"-k '{kernel}'; or shrink one: .venv/bin/python -m mpxtrace.lab.campaign --kernel {kernel} "
             f"--seed SEED --flag FLAG --count {COUNT}")
 
 
 def guest_report(kernel: str, tmp_path_factory: pytest.TempPathFactory) -> Dict[str, Any]:
     if kernel not in _reports:
-        print(f"\nrandom lifecycles on {kernel}: seeds {SEEDS}")
+        seeds = {flag: SEEDS[flag] for flag in FLAGS_OF[kernel]}
+        print(f"\nrandom lifecycles on {kernel}: seeds {seeds}")
         spec = {"count": COUNT, "parallel": PARALLEL,
-                "jobs": [{"flag": flag, "seed": seed} for flag in FLAGS for seed in SEEDS[flag]]
+                "jobs": [{"flag": flag, "seed": seed} for flag in FLAGS_OF[kernel] for seed in SEEDS[flag]]
                 + [{"flag": "VM_LOCKED", "ops": MLOCKALL_OPS, "name": MLOCKALL_JOB}]}
         out = tmp_path_factory.mktemp(f"random-{kernel}")
         report, result = guest_json(kernel, ["python3", "tests/lab/random_guest.py", json.dumps(spec)], MARK, out, 900,
-                               f"seeds {SEEDS}; ")
+                               f"seeds {seeds}; ")
         report["_console"] = str(result.console_log)
         report["_seconds"] = result.seconds
         print(f"{kernel}: guest run {result.seconds:.0f} s; tracer start "
@@ -92,8 +113,8 @@ def _jobs(report: Dict[str, Any], kernel: str) -> List[Dict[str, Any]]:
         assert "error" not in group, (f"{group['flag']}: {group['error']}\n{group.get('stderr_tail', '')}\n"
                                       f"{_replay(kernel)}")
     jobs = [job for group in report["groups"] for job in group["jobs"] if job.get("name") != MLOCKALL_JOB]
-    assert sorted((j["flag"], j["seed"]) for j in jobs) == sorted((f, s) for f in FLAGS for s in SEEDS[f]), \
-        f"not every seed ran; {_replay(kernel)}"
+    expected = sorted((f, s) for f in FLAGS_OF[kernel] for s in SEEDS[f])
+    assert sorted((j["flag"], j["seed"]) for j in jobs) == expected, f"not every seed ran; {_replay(kernel)}"
     return jobs
 
 
