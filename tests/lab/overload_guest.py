@@ -105,9 +105,9 @@ Picture = Dict[int, List[Tuple[int, int]]]
 OBSERVER = os.getpid()
 
 
-def kernel_picture(tracer_pid: int) -> Picture:
+def kernel_picture(tracer_pid: int, mnemonic: str = MNEMONIC) -> Picture:
     return {p.pid: sorted((v.start, v.end) for v in p.vmas)
-            for p in scan([MNEMONIC], skip=(tracer_pid, OBSERVER))}
+            for p in scan([mnemonic], skip=(tracer_pid, OBSERVER))}
 
 
 def tracer_picture(snapshot: Dict[str, Any]) -> Picture:
@@ -144,14 +144,14 @@ def snapshot(tracer: Mpxtrace, timeout: float = 20.0) -> Dict[str, Any]:
     raise RuntimeError("the tracer did not answer SIGUSR1")
 
 
-def checkpoint(tracer: Mpxtrace, load: "subprocess.Popen[str]") -> Dict[str, Any]:
+def checkpoint(tracer: Mpxtrace, load: "subprocess.Popen[str]", mnemonic: str = MNEMONIC) -> Dict[str, Any]:
     os.killpg(load.pid, signal.SIGSTOP)
     stopped = time.monotonic()
     result: Dict[str, Any] = {"matched": False}
     while True:
         time.sleep(2.0)
         snap = snapshot(tracer)
-        mine, kernel = tracer_picture(snap), kernel_picture(tracer.proc.pid)
+        mine, kernel = tracer_picture(snap), kernel_picture(tracer.proc.pid, mnemonic)
         diff = differences(mine, kernel)
         result.update(lost_events=snap.get("lost_events"), processes=len(kernel),
                       smaps_bytes=sum(e - s for v in kernel.values() for s, e in v),
@@ -238,25 +238,39 @@ def main() -> None:
     except Exception as err:  # noqa: BLE001 - reported to the host, which fails the test
         report["error"] = repr(err)
     finally:
-        os.killpg(load.pid, signal.SIGKILL)
-        os.killpg(load.pid, signal.SIGCONT)
-        load.wait()
-        for proc in churners:
-            proc.wait()
-    time.sleep(2.0)
-    report["tracer_exit"] = tracer.stop()
-    report["stderr"] = tracer.stderr()[-3000:]
-    report["summary"] = tracer.record("summary")
+        stop_load(load, churners)
+    stop_tracer(tracer, report)
     report["peak_rss_mib"] = round((tracer.peak_rss_kib or 0) / 1024, 1)
     if LOG.exists() and "quiet" in report:
         # how often the quiet process was corrected: a correction says it had lost events
         with LOG.open() as fh:
             report["quiet"]["resyncs"] = sum(1 for line in fh if '"type":"resync"' in line.replace(" ", "")
                                              and json.loads(line).get("pid") == report["quiet"]["pid"])
-    if OUT.is_dir() and LOG.exists():
-        shutil.copy(LOG, OUT / LOG.name)
-        report["log"] = LOG.name
+    keep_log(LOG, report)
     print_report(MARK, report)
+
+
+def stop_load(load: "subprocess.Popen[str]", members: List["subprocess.Popen[str]"]) -> None:
+    """Kill the load's process group (stopped or not) and reap it."""
+    os.killpg(load.pid, signal.SIGKILL)
+    os.killpg(load.pid, signal.SIGCONT)
+    load.wait()
+    for proc in members:
+        proc.wait()
+
+
+def stop_tracer(tracer: Mpxtrace, report: Dict[str, Any]) -> None:
+    time.sleep(2.0)  # the last events of the load's exit
+    report["tracer_exit"] = tracer.stop()
+    report["stderr"] = tracer.stderr()[-3000:]
+    report["summary"] = tracer.record("summary")
+
+
+def keep_log(log: Path, report: Dict[str, Any]) -> None:
+    """The tracer's log, for the host to replay."""
+    if OUT.is_dir() and log.exists():
+        shutil.copy(log, OUT / log.name)
+        report["log"] = log.name
 
 
 if __name__ == "__main__":

@@ -3,22 +3,20 @@ stream buffer, and at every checkpoint (the load stopped) each process's flagged
 tracer's live picture equal /proc/PID/smaps, VMA by VMA; a process that lost events with the
 load and then went quiet is repaired while the load still overflows the stream; the log
 replays into the same summary.
-One boot per kernel, two to three minutes of guest time (tests/lab/overload_guest.py)."""
+One boot per kernel, two to three minutes of guest time (tests/lab/overload_guest.py), shared with
+tests/lab/test_lab_hugepage.py."""
 from __future__ import annotations
 
 import json
-import subprocess
-import sys
-from typing import Dict, Optional
+from pathlib import Path
+from typing import Any, Dict, Optional, Tuple
 
 import pytest
 
-from guestreport import ROOT, GuestRuns
+from guestreport import LOADED_BOOT, OVERLOAD_MARK, assert_log_replays_to
 
-MARK = "=====MPXTRACE-OVERLOAD-JSON====="
+MARK = OVERLOAD_MARK
 KERNELS = ["5.10", "6.1", "6.12", "7.2"]
-SAME_IN_REPLAY = ("events", "lost_events", "lost_by_source", "totals", "processes", "histograms", "resyncs",
-                  "histograms_complete", "timeline", "anomalies")
 
 ATTRIBUTED = ("ring_buffer", "perf_buffer")  # losses the kernel counts by address space (lostspaces.py)
 
@@ -27,7 +25,8 @@ def unattributed(lost_by_source: Optional[Dict[str, int]]) -> int:
     return sum(n for source, n in (lost_by_source or {}).items() if source not in ATTRIBUTED)
 
 
-guest_run = GuestRuns("overload", ["python3", "tests/lab/overload_guest.py"], MARK, 900)
+def guest_run(kernel: str, tmp_path_factory: pytest.TempPathFactory) -> Tuple[Dict[str, Any], Path]:
+    return LOADED_BOOT(kernel, tmp_path_factory, MARK)  # a boot shared with test_lab_hugepage.py
 
 
 @pytest.mark.lab
@@ -61,9 +60,4 @@ def test_live_bytes_and_vmas_equal_smaps_after_the_stream_overflowed(
     assert summary["resyncs"] > 0 and summary["histograms_complete"] is False
     assert "Traceback" not in report["stderr"], report["stderr"]
     # the log, resync records and all, replays into the live summary
-    replay = subprocess.run([sys.executable, "-m", "mpxtrace", "report", "--json", "--strict",
-                             str(out / report["log"])], cwd=str(ROOT), stdout=subprocess.PIPE,
-                            stderr=subprocess.PIPE, universal_newlines=True)
-    assert replay.returncode == 0, replay.stderr[-2000:]
-    replayed = json.loads(replay.stdout.splitlines()[-1])
-    assert {k: replayed[k] for k in SAME_IN_REPLAY} == {k: summary[k] for k in SAME_IN_REPLAY}
+    assert_log_replays_to(summary, out / report["log"])
