@@ -34,7 +34,8 @@ MAP_GROWSDOWN, MAP_POPULATE, MAP_FIXED_NOREPLACE = 0x100, 0x8000, 0x100000
 MREMAP_DONTUNMAP = 4
 MLOCK_ONFAULT = 1
 MCL = {"c": 1, "f": 2, "o": 4}
-MADVICE = {"dontfork": 10, "dofork": 11, "hugepage": 14, "nohugepage": 15, "wipeonfork": 18, "keeponfork": 19}
+MADVICE = {"dontfork": 10, "dofork": 11, "mergeable": 12, "unmergeable": 13, "hugepage": 14, "nohugepage": 15,
+           "wipeonfork": 18, "keeponfork": 19}
 PROT = {"rw": w.PROT_READ | w.PROT_WRITE, "r": w.PROT_READ, "none": w.PROT_NONE}
 MAP_LETTERS = {"n": w.MAP_NORESERVE, "l": w.MAP_LOCKED, "p": MAP_POPULATE, "g": MAP_GROWSDOWN}
 SYS_BRK, SYS_MREMAP, SYS_MLOCK2 = 12, 25, 325  # x86_64

@@ -28,7 +28,8 @@ MAX_ACTORS = 5
 # the flags a run can be about.  VM_NORESERVE and VM_LOCKED are set at creation (and by mlock);
 # the others only by madvise() on memory that exists (a flag change: split, new flags, merge),
 # and VM_DONTCOPY / VM_WIPEONFORK also decide what a child inherits at fork
-ADVISED = {"VM_HUGEPAGE": "hugepage", "VM_DONTCOPY": "dontfork", "VM_WIPEONFORK": "wipeonfork"}
+ADVISED = {"VM_HUGEPAGE": "hugepage", "VM_DONTCOPY": "dontfork", "VM_WIPEONFORK": "wipeonfork",
+           "VM_MERGEABLE": "mergeable"}
 FLAGS = ("VM_NORESERVE", "VM_LOCKED") + tuple(ADVISED)
 MEMORY_OPS = ("map", "mapfar", "unmap", "protect", "remap", "lock", "lockall", "unlockall", "advise", "touch",
               "brk", "grow", "recurse")
@@ -41,7 +42,7 @@ COVERAGE = ("map", "mapfar", "unmap", "protect", "lock/mlock", "lock/munlock", "
 # A page of the model: None is a hole; otherwise (extent, prot, create, lock, advice).
 # extent -1 is a placeholder; create holds "n" (MAP_NORESERVE) and "g" (MAP_GROWSDOWN);
 # lock is "" | "L" (mlock, MAP_LOCKED) | "F" (mlock2 ONFAULT); advice is a sorted string of
-# "d" (DONTFORK), "w" (WIPEONFORK), "h" (HUGEPAGE).
+# "d" (DONTFORK), "w" (WIPEONFORK), "h" (HUGEPAGE), "m" (MERGEABLE: drawn only for runs about VM_MERGEABLE).
 Page = Optional[Tuple[int, str, str, str, str]]
 PLACEHOLDER: Page = (-1, "none", "", "", "")
 
@@ -352,14 +353,14 @@ class _Generator:
         run = self._pick(runs)
         off, n = self._sub(run)
         have = run.page[4] if run.page else ""
-        undo = {"d": "dofork", "w": "keeponfork", "h": "nohugepage"}
+        undo = {"d": "dofork", "w": "keeponfork", "h": "nohugepage", "m": "unmergeable"}
         if have and self._chance(0.5):
             letter = self._pick(have)
             adv, advice = undo[letter], have.replace(letter, "")
         else:
             own = ADVISED.get(self.flag)  # (no draw for the other flags: their lists stay as they were)
             adv = own if own is not None and self._chance(0.6) else self._pick(("dontfork", "wipeonfork", "hugepage"))
-            letter = {"dontfork": "d", "wipeonfork": "w", "hugepage": "h"}[adv]
+            letter = {"dontfork": "d", "wipeonfork": "w", "hugepage": "h", "mergeable": "m"}[adv]
             advice = "".join(sorted(set(have + letter)))
         self._modify(actor, run.space, off, n, advice=advice)
         return [dict(self._base(actor, "advise"), sp=run.space, off=off, n=n, adv=adv)]

@@ -28,7 +28,7 @@ GUEST_SCRIPT = "tests/lab/random_guest.py"
 
 # those mpxtrace.randomops draws runs for (the lab imports nothing from the package it tests:
 # tests/test_randomwork.py holds the two lists equal)
-FLAGS = ("VM_NORESERVE", "VM_LOCKED", "VM_HUGEPAGE", "VM_DONTCOPY", "VM_WIPEONFORK")
+FLAGS = ("VM_NORESERVE", "VM_LOCKED", "VM_HUGEPAGE", "VM_DONTCOPY", "VM_WIPEONFORK", "VM_MERGEABLE")
 Job = Dict[str, Any]
 Op = Dict[str, Any]  # one operation of mpxtrace.randomops (the guest reports a failing seed's list)
 # one candidate list per entry -> the failure kinds each showed (empty: it passed)

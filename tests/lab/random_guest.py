@@ -32,7 +32,8 @@ from guestout import print_report  # noqa: E402  (same directory; tests/ is not 
 MARK = "=====MPXTRACE-RANDOM-JSON====="
 # smaps VmFlags mnemonic of each flag mpxtrace.randomops draws runs for (tests/test_randomwork.py
 # holds this to mpxtrace.flags)
-MNEMONIC = {"VM_NORESERVE": "nr", "VM_LOCKED": "lo", "VM_HUGEPAGE": "hg", "VM_DONTCOPY": "dc", "VM_WIPEONFORK": "wf"}
+MNEMONIC = {"VM_NORESERVE": "nr", "VM_LOCKED": "lo", "VM_HUGEPAGE": "hg", "VM_DONTCOPY": "dc", "VM_WIPEONFORK": "wf",
+            "VM_MERGEABLE": "mg"}
 MAX_DIFFS = 40  # per job: the first ones say what went wrong; the rest repeat it
 Vma = Tuple[int, int]
 
