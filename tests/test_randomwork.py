@@ -12,8 +12,8 @@ from typing import Dict, List, Set, Tuple
 
 import pytest
 
-from mpxtrace.lab.campaign import FLAGS as CAMPAIGN_FLAGS, ddmin, failure_kinds, flatten, lineage, write_new
 from mpxtrace.flags import KNOWN_FLAGS
+from mpxtrace.lab.campaign import FLAGS as CAMPAIGN_FLAGS, ddmin, failure_kinds, flatten, lineage, write_new
 from mpxtrace.lab.errors import LabError
 from mpxtrace.randomops import COVERAGE, FLAGS, Op, generate, ops_digest
 
