@@ -13,14 +13,11 @@ line per step and the tracer's drift records.
 """
 from __future__ import annotations
 
-import ctypes
 import os
 import subprocess
 import sys
 import time
 from pathlib import Path
-from typing import List, Tuple
-
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "tests" / "lab"))
 from overload_guest import kernel_picture, snapshot, tracer_picture  # noqa: E402  (puts bench/ and ROOT on the path)
@@ -55,7 +52,6 @@ def main() -> None:
     child = subprocess.Popen([sys.executable, "-c", CHILD], cwd=str(ROOT), stdin=subprocess.PIPE,
                              stdout=subprocess.PIPE, universal_newlines=True)
     assert child.stdin is not None and child.stdout is not None
-    rows: List[Tuple[str, int, int]] = []
     try:
         for line in child.stdout:
             line = line.strip()
@@ -67,7 +63,6 @@ def main() -> None:
             kernel = kernel_picture(tracer.proc.pid, "mg").get(child.pid, [])
             print(f"{line}: smaps {len(kernel)} VM_MERGEABLE VMAs, tracer {len(mine)}; "
                   f"{'equal' if mine == kernel else 'DIFFERENT'}", flush=True)
-            rows.append((line, len(kernel), len(mine)))
             child.stdin.write("\n")
             child.stdin.flush()
         child.wait(30)

@@ -25,6 +25,7 @@ from typing import Any, Dict, List, Optional
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 from overload_guest import checkpoint, keep_log, stop_load, stop_tracer  # noqa: E402  (it puts bench/ on the path)
 from guest_tools import Mpxtrace  # noqa: E402
+from mpxtrace.smaps import scan  # noqa: E402
 from guestout import print_report  # noqa: E402
 
 MARK = "=====MPXTRACE-HUGEPAGE-JSON====="
@@ -117,11 +118,9 @@ def main() -> None:
 def _flagged_vmas(pid: int) -> int:
     """VM_HUGEPAGE VMAs in this (stopped) process's smaps: did glibc's tunable take effect?"""
     try:
-        text = open(f"/proc/{pid}/smaps").read()
+        return sum(len(proc.vmas) for proc in scan([MNEMONIC], pids=[pid]))
     except OSError:
         return -1
-    return sum(1 for line in text.splitlines() if line.startswith("VmFlags:") and MNEMONIC in line.split()[1:])
-
 
 if __name__ == "__main__":
     main()
